@@ -1,0 +1,316 @@
+"""Run configuration: TOML in, frozen validated records out.
+
+Every bad value raises `ConfigError` naming the file, the key path, the value and what is
+allowed; unknown keys are errors so that a typo is never silently ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simgrid.errors import ConfigError
+from simgrid.types import AI_EVENT_KINDS, Campus, Event, EventKind
+
+BUILTIN_CASES = ("case33bw",)
+LOAD_PROFILES = ("flat", "diurnal")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Where the network comes from and how it is conditioned.
+
+    `case` names a pandapower built-in, or `file` points at a pandapower JSON or a MATPOWER
+    (.m / .mat) case. `scale_to_peak_mw` maps the feeder's nominal load to a target peak.
+    `line_rating_margin` rates lines that carry no rating at margin x base-case current.
+    """
+
+    case: str | None = "case33bw"
+    file: Path | None = None
+    scale_to_peak_mw: float | None = None
+    load_profile: str = "diurnal"
+    load_profile_file: Path | None = None
+    line_rating_margin: float = 2.0
+    v_min_pu: float = 0.90
+    v_max_pu: float = 1.10
+    max_loading_percent: float = 100.0
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """How far and how fast the upstream grid follows the feeder's deviation from schedule."""
+
+    band_mw: float
+    ramp_mw_per_min: float
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Tolerances that decide when the system counts as restored."""
+
+    imbalance_tol_mw: float = 0.01
+    unserved_tol_mw: float = 1e-3
+    recovery_fraction: float = 0.9
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    """Which dispatch policy runs and how often it is re-run between event steps."""
+
+    policy: str = "none"
+    redispatch_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one `simgrid run` needs; `source` and `text_sha256` identify the file."""
+
+    name: str
+    horizon_s: float
+    dt_s: float
+    seed: int
+    network: NetworkConfig
+    upstream: UpstreamConfig
+    metrics: MetricsConfig
+    dispatch: DispatchConfig
+    campuses: tuple[Campus, ...]
+    events: tuple[Event, ...]
+    source: str
+    text: str
+
+    @property
+    def text_sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+class _Table:
+    """Typed, checked access to one TOML table; remembers which keys were read."""
+
+    def __init__(self, data: dict[str, Any], path: str, source: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(source, path, data, "must be a table")
+        self.data, self.path, self.source = data, path, source
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def fail(self, name: str, allowed: str) -> ConfigError:
+        return ConfigError(self.source, self.key(name), self.data.get(name), allowed)
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def number(self, name: str, default: float | None = None, *, lo: float | None = None,
+               hi: float | None = None, lo_open: bool = False, allow_inf: bool = False) -> float:
+        self.used.add(name)
+        if name not in self.data:
+            if default is None:
+                raise ConfigError(self.source, self.key(name), None, "is required (a number)")
+            return default
+        v = self.data[name]
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise self.fail(name, "must be a number")
+        v = float(v)
+        if math.isnan(v) or (math.isinf(v) and not allow_inf):
+            raise self.fail(name, "must be a finite number")
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            raise self.fail(name, f"must be {'>' if lo_open else '>='} {lo:g}")
+        if hi is not None and v > hi:
+            raise self.fail(name, f"must be <= {hi:g}")
+        return v
+
+    def integer(self, name: str, default: int | None = None, *, lo: int | None = None) -> int:
+        self.used.add(name)
+        if name not in self.data:
+            if default is None:
+                raise ConfigError(self.source, self.key(name), None, "is required (an integer)")
+            return default
+        v = self.data[name]
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.fail(name, "must be an integer")
+        if lo is not None and v < lo:
+            raise self.fail(name, f"must be an integer >= {lo}")
+        return v
+
+    def string(self, name: str, default: str | None = None,
+               choices: tuple[str, ...] | None = None) -> str:
+        self.used.add(name)
+        if name not in self.data:
+            if default is None:
+                raise ConfigError(self.source, self.key(name), None, "is required (a string)")
+            return default
+        v = self.data[name]
+        if not isinstance(v, str) or not v:
+            raise self.fail(name, "must be a non-empty string")
+        if choices is not None and v not in choices:
+            raise self.fail(name, f"must be one of {', '.join(choices)}")
+        return v
+
+    def table(self, name: str) -> _Table:
+        self.used.add(name)
+        return _Table(self.data.get(name, {}), self.key(name), self.source)
+
+    def tables(self, name: str) -> list[_Table]:
+        self.used.add(name)
+        items = self.data.get(name, [])
+        if not isinstance(items, list):
+            raise self.fail(name, "must be an array of tables ([[...]])")
+        return [_Table(item, f"{self.key(name)}[{i}]", self.source)
+                for i, item in enumerate(items)]
+
+    def done(self) -> None:
+        """Reject keys nobody asked for."""
+        for name in self.data:
+            if name not in self.used:
+                allowed = ", ".join(sorted(self.used)) or "none"
+                raise ConfigError(self.source, self.key(name), self.data[name],
+                                  f"unknown key (allowed here: {allowed})")
+
+
+def load_config(path: str | Path, *, seed: int | None = None) -> RunConfig:
+    """Read and validate a run config; `seed` overrides the file's `run.seed`."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(source, "<file>", str(path), f"cannot be read ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "<file>", str(path), f"is not valid TOML ({exc})") from None
+    return parse_config(data, source=source, text=text, base_dir=path.parent, seed=seed)
+
+
+def parse_config(data: dict[str, Any], *, source: str = "<config>", text: str = "",
+                 base_dir: Path = Path("."), seed: int | None = None) -> RunConfig:
+    """Validate an already-parsed TOML document."""
+    root = _Table(data, "", source)
+    run = root.table("run")
+    name = run.string("name", "run")
+    horizon_s = run.number("horizon_s", 86400.0, lo=0, lo_open=True)
+    dt_s = run.number("dt_s", 60.0, lo=0, lo_open=True, hi=horizon_s)
+    file_seed = run.integer("seed", 0, lo=0)
+    run.done()
+
+    network = _network(root.table("network"), base_dir)
+    up = root.table("upstream")
+    upstream = UpstreamConfig(
+        band_mw=up.number("band_mw", lo=0),
+        ramp_mw_per_min=up.number("ramp_mw_per_min", lo=0),
+    )
+    up.done()
+    met = root.table("metrics")
+    metrics = MetricsConfig(
+        imbalance_tol_mw=met.number("imbalance_tol_mw", 0.01, lo=0),
+        unserved_tol_mw=met.number("unserved_tol_mw", 1e-3, lo=0),
+        recovery_fraction=met.number("recovery_fraction", 0.9, lo=0, lo_open=True, hi=1),
+    )
+    met.done()
+    dis = root.table("dispatch")
+    dispatch = DispatchConfig(
+        policy=dis.string("policy", "none", choices=("none",)),
+        redispatch_s=dis.number("redispatch_s", 300.0, lo=0, lo_open=True),
+    )
+    dis.done()
+
+    campuses = tuple(_campus(t) for t in root.tables("campus"))
+    names = [c.name for c in campuses]
+    for i, c in enumerate(campuses):
+        if names.index(c.name) != i:
+            raise ConfigError(source, f"campus[{i}].name", c.name, "must be unique")
+    events = tuple(_event(t, set(names), horizon_s) for t in root.tables("event"))
+    root.done()
+    return RunConfig(name=name, horizon_s=horizon_s, dt_s=dt_s,
+                     seed=file_seed if seed is None else seed, network=network,
+                     upstream=upstream, metrics=metrics, dispatch=dispatch,
+                     campuses=campuses, events=events, source=source, text=text)
+
+
+def _network(t: _Table, base_dir: Path) -> NetworkConfig:
+    if t.has("case") and t.has("file"):
+        raise t.fail("file", "give either network.case or network.file, not both")
+    file = None
+    case: str | None = None
+    if t.has("file"):
+        file = base_dir / t.string("file")
+        if file.suffix.lower() not in (".json", ".m", ".mat"):
+            raise t.fail("file", "must be a pandapower .json or a MATPOWER .m/.mat file")
+        if not file.is_file():
+            raise t.fail("file", f"file not found ({file})")
+    else:
+        case = t.string("case", "case33bw", choices=BUILTIN_CASES)
+    scale = t.number("scale_to_peak_mw", lo=0, lo_open=True) if t.has("scale_to_peak_mw") else None
+    profile = t.string("load_profile", "diurnal")
+    profile_file = None
+    if profile not in LOAD_PROFILES:
+        profile_file = base_dir / profile
+        if profile_file.suffix.lower() != ".csv":
+            raise t.fail("load_profile", f"must be one of {', '.join(LOAD_PROFILES)} "
+                                         "or a .csv file (t_s,factor)")
+        if not profile_file.is_file():
+            raise t.fail("load_profile", f"file not found ({profile_file})")
+    v_min = t.number("v_min_pu", 0.90, lo=0, lo_open=True)
+    v_max = t.number("v_max_pu", 1.10, lo=0, lo_open=True)
+    if v_max <= v_min:
+        raise t.fail("v_max_pu", f"must be greater than v_min_pu ({v_min:g})")
+    cfg = NetworkConfig(
+        case=case, file=file, scale_to_peak_mw=scale, load_profile=profile,
+        load_profile_file=profile_file,
+        line_rating_margin=t.number("line_rating_margin", 2.0, lo=0, lo_open=True),
+        v_min_pu=v_min, v_max_pu=v_max,
+        max_loading_percent=t.number("max_loading_percent", 100.0, lo=0, lo_open=True),
+    )
+    t.done()
+    return cfg
+
+
+def _campus(t: _Table) -> Campus:
+    campus = Campus(
+        name=t.string("name"),
+        bus=t.integer("bus", lo=0),
+        p_nom_mw=t.number("p_nom_mw", lo=0, lo_open=True),
+        base_utilisation=t.number("base_utilisation", 1.0, lo=0, hi=1),
+        power_factor=t.number("power_factor", 0.98, lo=0, lo_open=True, hi=1),
+    )
+    t.done()
+    return campus
+
+
+_EVENT_KINDS = tuple(k.value for k in EventKind)
+
+
+def _event(t: _Table, campuses: set[str], horizon_s: float) -> Event:
+    kind = EventKind(t.string("kind", choices=_EVENT_KINDS))
+    start_s = t.number("start_s", lo=0)
+    if start_s >= horizon_s:
+        raise t.fail("start_s", f"must be before the horizon ({horizon_s:g} s)")
+    fields: dict[str, Any] = {"kind": kind, "start_s": start_s}
+    if kind in AI_EVENT_KINDS:
+        campus = t.string("campus")
+        if campus not in campuses:
+            raise t.fail("campus", f"must name a [[campus]] ({', '.join(sorted(campuses)) or 'none defined'})")
+        fields["campus"] = campus
+    if kind in (EventKind.RAMP_UP, EventKind.SURGE, EventKind.OSCILLATION):
+        fields["magnitude_mw"] = t.number("magnitude_mw", lo=0, lo_open=True)
+    if kind in (EventKind.RAMP_UP, EventKind.SURGE):
+        fields["ramp_s"] = t.number("ramp_s", 0.0, lo=0)
+        fields["duration_s"] = t.number("duration_s", math.inf, lo=0, allow_inf=True)
+    elif kind is EventKind.TRIP:
+        fields["fraction"] = t.number("fraction", 1.0, lo=0, lo_open=True, hi=1)
+        fields["ramp_s"] = t.number("ramp_s", 0.0, lo=0)
+        fields["duration_s"] = t.number("duration_s", math.inf, lo=0, allow_inf=True)
+        fields["return_ramp_s"] = t.number("return_ramp_s", 0.0, lo=0)
+    elif kind is EventKind.OSCILLATION:
+        fields["duration_s"] = t.number("duration_s", lo=0, lo_open=True)
+        fields["period_s"] = t.number("period_s", lo=0, lo_open=True)
+    else:
+        fields["line"] = t.integer("line", lo=0)
+        fields["duration_s"] = t.number("duration_s", math.inf, lo=0, allow_inf=True)
+    t.done()
+    return Event(**fields)

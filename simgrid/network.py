@@ -1,0 +1,180 @@
+"""Network: load a pandapower net, scale it, rate its lines, and derive the arrays others use.
+
+The pandapower net is owned here and in the power-flow adapter; other layers see `Network`'s
+numpy arrays (bus order = position in `bus_index`).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from simgrid.config import NetworkConfig
+from simgrid.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+# pandapower writes this (or similar huge numbers) when a case carries no thermal rating.
+_NO_RATING_KA = 1e4
+
+
+@dataclass(frozen=True, eq=False)
+class Network:
+    """A conditioned network and the arrays derived from it.
+
+    `scale` is the factor applied to loads (and divided into impedances); `base_load_*` are the
+    feeder's nominal (peak) conventional loads per bus after scaling.
+    """
+
+    name: str
+    scale: float
+    net: object  # pandapower net; only network/powerflow touch it
+    bus_index: np.ndarray
+    vn_kv: np.ndarray
+    slack_bus: int
+    line_from: np.ndarray
+    line_to: np.ndarray
+    line_in_service: np.ndarray
+    line_max_i_ka: np.ndarray
+    line_rated_by_margin: np.ndarray
+    base_load_p_mw: np.ndarray
+    base_load_q_mvar: np.ndarray
+
+    @property
+    def n_bus(self) -> int:
+        return len(self.bus_index)
+
+    @property
+    def n_line(self) -> int:
+        return len(self.line_from)
+
+    def energised(self, line_in_service: np.ndarray) -> np.ndarray:
+        """Buses connected to the slack through in-service lines (and trafos)."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        f = np.concatenate([self.line_from[line_in_service], self._trafo_from])
+        t = np.concatenate([self.line_to[line_in_service], self._trafo_to])
+        graph = coo_matrix((np.ones(len(f)), (f, t)), shape=(self.n_bus, self.n_bus))
+        _, labels = connected_components(graph, directed=False)
+        return labels == labels[self.slack_bus]
+
+    @property
+    def _trafo_from(self) -> np.ndarray:
+        return _positions(self.net, self.net.trafo.hv_bus[self.net.trafo.in_service].to_numpy())
+
+    @property
+    def _trafo_to(self) -> np.ndarray:
+        return _positions(self.net, self.net.trafo.lv_bus[self.net.trafo.in_service].to_numpy())
+
+
+def _positions(net, buses: np.ndarray) -> np.ndarray:
+    return net.bus.index.get_indexer(buses).astype(np.int64)
+
+
+def load_pandapower_net(cfg: NetworkConfig, source: str = "<config>"):
+    """Read the pandapower net named by the config (built-in case, JSON or MATPOWER)."""
+    import pandapower as pp
+    import pandapower.networks as pn
+
+    if cfg.file is None:
+        return getattr(pn, cfg.case)(), cfg.case
+    path = Path(cfg.file)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if path.suffix.lower() == ".json":
+                net = pp.from_json(str(path))
+            else:
+                from pandapower.converter.matpower.from_mpc import from_mpc
+
+                net = from_mpc(str(path), f_hz=50)
+    except Exception as exc:  # a foreign file can fail in many ways inside the readers
+        raise ConfigError(source, "network.file", str(path),
+                          f"cannot be read as a network ({type(exc).__name__}: {exc})") from None
+    if len(net.ext_grid) == 0:
+        raise ConfigError(source, "network.file", str(path),
+                          "must contain an ext_grid (the substation / slack)")
+    return net, path.stem
+
+
+def scale_net(net, k: float) -> None:
+    """Scale loads and generation by k and impedances by 1/k, in place.
+
+    Per-unit voltages are unchanged: S_pu scales by k and Z_pu by 1/k, so every branch's
+    voltage drop I*Z (I ~ k) is the same. Currents, flows and losses scale by k, so thermal
+    ratings (kA) scale by k too.
+    """
+    for table in ("load", "sgen", "storage", "shunt"):
+        df = getattr(net, table)
+        for col in ("p_mw", "q_mvar", "sn_mva"):
+            if col in df:
+                df[col] = df[col] * k
+    if "p_mw" in net.gen:
+        net.gen["p_mw"] = net.gen["p_mw"] * k
+    line = net.line
+    line["r_ohm_per_km"] = line["r_ohm_per_km"] / k
+    line["x_ohm_per_km"] = line["x_ohm_per_km"] / k
+    line["c_nf_per_km"] = line["c_nf_per_km"] * k
+    if "g_us_per_km" in line:
+        line["g_us_per_km"] = line["g_us_per_km"] * k
+    rated = line["max_i_ka"] < _NO_RATING_KA
+    line.loc[rated, "max_i_ka"] = line.loc[rated, "max_i_ka"] * k
+    # A transformer's per-unit impedance on the system base is vk% * S_base / sn_mva.
+    net.trafo["sn_mva"] = net.trafo["sn_mva"] * k
+
+
+def build_network(cfg: NetworkConfig, source: str = "<config>") -> Network:
+    """Load, scale and rate the network of a config."""
+    import pandapower as pp
+    import pandapower.toolbox as tb
+
+    net, name = load_pandapower_net(cfg, source)
+    net = copy.deepcopy(net)
+    tb.create_continuous_bus_index(net, start=0)
+    nominal_p_mw = float(net.load.p_mw[net.load.in_service].sum())
+    k = 1.0
+    if cfg.scale_to_peak_mw is not None:
+        if nominal_p_mw <= 0:
+            raise DataError(f"{name}: the network has no load to scale")
+        k = cfg.scale_to_peak_mw / nominal_p_mw
+        scale_net(net, k)
+
+    # Lines with no rating get margin x their base-case current (REFERENCE: case33bw has none).
+    unrated = (net.line.max_i_ka >= _NO_RATING_KA).to_numpy()
+    if unrated.any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pp.runpp(net, numba=True)
+        i_base = net.res_line[["i_from_ka", "i_to_ka"]].max(axis=1).fillna(0).to_numpy()
+        live = net.line.in_service.to_numpy() & (i_base > 0)
+        fallback = float(np.median(i_base[live])) if live.any() else 1.0
+        rating = np.where(live, i_base, fallback) * cfg.line_rating_margin
+        net.line.loc[unrated, "max_i_ka"] = rating[unrated]
+
+    bus_of_load = _positions(net, net.load.bus.to_numpy())
+    scaling = net.load.scaling.to_numpy() * net.load.in_service.to_numpy()
+    n_bus = len(net.bus)
+    base_p = np.bincount(bus_of_load, net.load.p_mw.to_numpy() * scaling, minlength=n_bus)
+    base_q = np.bincount(bus_of_load, net.load.q_mvar.to_numpy() * scaling, minlength=n_bus)
+    line = net.line
+    return Network(
+        name=name,
+        scale=k,
+        net=net,
+        bus_index=net.bus.index.to_numpy(),
+        vn_kv=net.bus.vn_kv.to_numpy(dtype=float),
+        slack_bus=int(_positions(net, net.ext_grid.bus.to_numpy()[:1])[0]),
+        line_from=_positions(net, line.from_bus.to_numpy()),
+        line_to=_positions(net, line.to_bus.to_numpy()),
+        line_in_service=line.in_service.to_numpy(dtype=bool),
+        line_max_i_ka=(line.max_i_ka * line.df * line.parallel).to_numpy(dtype=float),
+        line_rated_by_margin=unrated,
+        base_load_p_mw=base_p,
+        base_load_q_mvar=base_q,
+    )

@@ -1,0 +1,152 @@
+"""AC power flow per step: a lightsim2grid Newton solver built once from the pandapower net.
+
+The co-simulation changes only bus injections and line statuses between steps, so the solver
+model is built once and updated in place (pandapower itself delegates to the same C++ solver);
+`runpp_reference` solves the same step with plain `pandapower.runpp` for validation.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from simgrid.errors import PowerFlowError
+from simgrid.network import Network
+
+
+@dataclass(frozen=True, eq=False)
+class PowerFlowResult:
+    """One solved step. Quantities at de-energised buses are NaN; dead lines carry 0 %."""
+
+    converged: bool
+    vm_pu: np.ndarray
+    line_loading_percent: np.ndarray
+    import_mw: float
+    import_mvar: float
+    losses_mw: float
+
+
+def per_bus_load_net(network: Network):
+    """A copy of the pandapower net whose loads are exactly one per bus, in bus order."""
+    import pandapower as pp
+
+    net = copy.deepcopy(network.net)
+    net.load.drop(net.load.index, inplace=True)
+    for pos, bus in enumerate(network.bus_index):
+        pp.create_load(net, bus, p_mw=network.base_load_p_mw[pos],
+                       q_mvar=network.base_load_q_mvar[pos], index=pos)
+    return net
+
+
+class PowerFlowEngine:
+    """Solve the AC power flow for per-bus demand vectors, warm-starting from the last solution.
+
+    Parameters: `tol_mva` is the Newton mismatch tolerance (pandapower's default 1e-8 MVA),
+    `max_iter` the iteration cap beyond which a step counts as not converged.
+    """
+
+    def __init__(self, network: Network, *, tol_mva: float = 1e-8, max_iter: int = 20) -> None:
+        from lightsim2grid.network import init_from_pandapower
+
+        self.network = network
+        net = per_bus_load_net(network)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._grid = init_from_pandapower(net)
+        except Exception as exc:  # lightsim2grid reports unsupported elements in many ways
+            raise PowerFlowError(f"{network.name}: cannot build the power-flow model ({exc})") \
+                from None
+        self._tol_pu = tol_mva / float(net.sn_mva)
+        self._max_iter = max_iter
+        self._n_gen = len(net.gen)
+        self._all_loads = np.ones(network.n_bus, dtype=bool)
+        self._max_i_ka = network.line_max_i_ka
+        self._v_flat = np.ones(self._grid.total_bus(), dtype=complex)
+        self._v = self._v_flat.copy()
+        self._line_active = network.line_in_service.copy()
+        self._line_status = network.line_in_service.copy()
+        self.energised = network.energised(self._line_status)
+        self._apply_topology(self._line_status)
+
+    def set_line_status(self, line_in_service: np.ndarray) -> None:
+        """Switch lines; buses cut off from the substation are taken out of the power flow."""
+        if np.array_equal(line_in_service, self._line_status):
+            return
+        self._line_status = line_in_service.copy()
+        self.energised = self.network.energised(self._line_status)
+        self._apply_topology(self._line_status)
+
+    def _apply_topology(self, line_in_service: np.ndarray) -> None:
+        nw = self.network
+        active = line_in_service & self.energised[nw.line_from] & self.energised[nw.line_to]
+        for i in np.flatnonzero(active != self._line_active):
+            if active[i]:
+                self._grid.reactivate_powerline(int(i))
+            else:
+                self._grid.deactivate_powerline(int(i))
+        for b in range(nw.n_bus):
+            if self.energised[b]:
+                self._grid.reactivate_load(b)
+            else:
+                self._grid.deactivate_load(b)
+        self._line_active = active
+        self._v = self._v_flat.copy()  # re-energised buses need a sane start
+
+    def solve(self, p_mw: np.ndarray, q_mvar: np.ndarray) -> PowerFlowResult:
+        """Solve for per-bus net demand (MW, Mvar; negative = net injection)."""
+        g = self._grid
+        g.update_loads_p(self._all_loads, p_mw.astype(np.float32))
+        g.update_loads_q(self._all_loads, q_mvar.astype(np.float32))
+        v = g.ac_pf(self._v, self._max_iter, self._tol_pu)
+        if v.size == 0:
+            self._v = self._v_flat.copy()  # do not warm-start the next step from a failure
+            n = self.network
+            return PowerFlowResult(False, np.full(n.n_bus, np.nan), np.full(n.n_line, np.nan),
+                                   np.nan, np.nan, np.nan)
+        self._v = v
+        vm = np.abs(v)
+        vm[~self.energised] = np.nan
+        p1, _, _, a1 = g.get_line_res1()
+        p2, _, _, a2 = g.get_line_res2()
+        loading = np.maximum(a1, a2) / self._max_i_ka * 100.0
+        gp, gq, _ = g.get_gen_res()
+        losses = float(np.sum(p1 + p2))
+        trafo = g.get_trafo_res1()[0], g.get_trafo_res2()[0]
+        if trafo[0].size:
+            losses += float(np.sum(trafo[0] + trafo[1]))
+        return PowerFlowResult(True, vm, loading, float(gp[self._n_gen:].sum()),
+                               float(gq[self._n_gen:].sum()), losses)
+
+
+def runpp_reference(network: Network, p_mw: np.ndarray, q_mvar: np.ndarray,
+                    line_in_service: np.ndarray | None = None, net=None) -> PowerFlowResult:
+    """The same step through plain `pandapower.runpp` (validation and benchmarks only).
+
+    Pass `net` from `per_bus_load_net` to reuse it across calls.
+    """
+    import pandapower as pp
+
+    net = per_bus_load_net(network) if net is None else net
+    net.load["p_mw"] = p_mw
+    net.load["q_mvar"] = q_mvar
+    if line_in_service is not None:
+        net.line["in_service"] = line_in_service
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pp.runpp(net, numba=True)
+    except pp.LoadflowNotConverged:
+        return PowerFlowResult(False, np.full(network.n_bus, np.nan),
+                               np.full(network.n_line, np.nan), np.nan, np.nan, np.nan)
+    return PowerFlowResult(
+        True,
+        net.res_bus.vm_pu.to_numpy(),
+        net.res_line.loading_percent.fillna(0).to_numpy(),
+        float(net.res_ext_grid.p_mw.sum()),
+        float(net.res_ext_grid.q_mvar.sum()),
+        float(net.res_line.pl_mw.sum() + net.res_trafo.pl_mw.sum()),
+    )

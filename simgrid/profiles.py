@@ -1,0 +1,66 @@
+"""Load profiles of the feeder's conventional load: a factor of its nominal (peak) load over time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from simgrid.errors import ConfigError
+
+# IEEE Reliability Test System (1979), Table 4: hourly load in % of daily peak, winter weekday.
+# A standard, citable daily shape; the case's own loads are taken as the daily peak.
+_RTS_WINTER_WEEKDAY_PCT = (67, 63, 60, 59, 59, 60, 74, 86, 95, 96, 96, 95,
+                           95, 95, 93, 94, 99, 100, 100, 96, 91, 83, 73, 63)
+DAY_S = 86400.0
+
+
+@dataclass(frozen=True, eq=False)
+class LoadProfile:
+    """Piecewise-linear factor(t); periodic with `period_s` if it is set."""
+
+    t_s: np.ndarray
+    factor: np.ndarray
+    period_s: float | None = None
+
+    def at(self, t_s: np.ndarray | float) -> np.ndarray:
+        t = np.asarray(t_s, dtype=float)
+        if self.period_s is not None:
+            return np.interp(t % self.period_s, self.t_s, self.factor, period=self.period_s)
+        return np.interp(t, self.t_s, self.factor)
+
+
+def flat() -> LoadProfile:
+    return LoadProfile(np.array([0.0]), np.array([1.0]))
+
+
+def diurnal() -> LoadProfile:
+    """IEEE RTS winter-weekday shape, hourly values at the middle of each hour, periodic daily."""
+    t = (np.arange(24) + 0.5) * 3600.0
+    return LoadProfile(t, np.array(_RTS_WINTER_WEEKDAY_PCT, dtype=float) / 100.0, DAY_S)
+
+
+def from_csv(path: Path, source: str = "<config>") -> LoadProfile:
+    """Read `t_s,factor` rows (a header line is allowed); linear in between, held at the ends."""
+    key = "network.load_profile"
+    try:
+        rows = np.genfromtxt(path, delimiter=",", skip_header=0, dtype=float)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(source, key, str(path), f"cannot be read as CSV ({exc})") from None
+    rows = np.atleast_2d(rows)
+    rows = rows[~np.isnan(rows).all(axis=1)] if rows.size else rows
+    if rows.ndim != 2 or rows.shape[1] != 2 or len(rows) == 0 or np.isnan(rows).any():
+        raise ConfigError(source, key, str(path), "must hold two numeric columns t_s,factor")
+    t, f = rows[:, 0], rows[:, 1]
+    if np.any(np.diff(t) <= 0):
+        raise ConfigError(source, key, str(path), "t_s must increase strictly")
+    if np.any(f < 0):
+        raise ConfigError(source, key, str(path), "factors must be >= 0")
+    return LoadProfile(t, f)
+
+
+def load_profile(name: str, file: Path | None, source: str = "<config>") -> LoadProfile:
+    if file is not None:
+        return from_csv(file, source)
+    return {"flat": flat, "diurnal": diurnal}[name]()
