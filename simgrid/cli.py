@@ -1,0 +1,115 @@
+"""Command line: `simgrid run`, `simgrid validate`. The only place that configures logging."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from simgrid import __version__
+from simgrid.errors import ConfigError, SimgridError
+
+log = logging.getLogger("simgrid")
+
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="simgrid", description=(
+        "Co-simulate AI / data-center demand shocks on a power grid: simpy events, AC power "
+        "flow, resilience metrics in NetCDF."))
+    p.add_argument("--version", action="version", version=f"simgrid {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run a config in closed loop and write a NetCDF dataset")
+    r.add_argument("config", help="run config (TOML)")
+    r.add_argument("--out", help="output NetCDF file (default: results/<run name>.nc)")
+    r.add_argument("--seed", type=int, help="override run.seed")
+    r.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    v = sub.add_parser("validate", help="check a config (and its network) without running it")
+    v.add_argument("config", help="run config (TOML)")
+    return p
+
+
+def _check_out(out: Path) -> None:
+    if out.suffix.lower() not in (".nc", ".nc4"):
+        raise ConfigError("--out", "path", str(out), "must end in .nc")
+    if out.is_dir():
+        raise ConfigError("--out", "path", str(out), "is a directory; give a file name")
+    parent = out.parent if str(out.parent) else Path(".")
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise ConfigError("--out", "path", str(out), f"cannot be written under {existing}")
+
+
+def _summary(ds) -> str:
+    rows = [
+        ("steps", f"{ds.sizes['time']}"),
+        ("unserved energy", f"{float(ds.unserved_energy_mwh):.4f} MWh"),
+        ("imbalance energy", f"{float(ds.imbalance_energy_mwh):.4f} MWh"),
+        ("peak imbalance", f"{float(ds.peak_imbalance_mw):.4f} MW"),
+        ("voltage violation", f"{float(ds.voltage_violation_s):.0f} s"),
+        ("thermal violation", f"{float(ds.thermal_violation_s):.0f} s"),
+        ("collapse steps", f"{int(ds.collapse_steps)}"),
+    ]
+    rt = float(ds.restoration_time_s)
+    rows.append(("restoration time", "not restored" if math.isnan(rt) else f"{rt:.0f} s"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from simgrid.config import load_config
+    from simgrid.runner import prepare, run, write_dataset
+
+    cfg = load_config(args.config, seed=args.seed)
+    out = Path(args.out) if args.out else Path("results") / f"{cfg.name}.nc"
+    _check_out(out)
+    t0 = time.perf_counter()
+    inputs = prepare(cfg)
+    log.info("network %s (scale %.4g) built in %.2f s", inputs.network.name,
+             inputs.network.scale, time.perf_counter() - t0)
+    show = not args.no_progress
+    with tqdm(total=cfg.horizon_s, unit="s", unit_scale=True, delay=2.0, disable=not show,
+              desc=cfg.name, leave=False) as bar:
+        ds = run(cfg, inputs=inputs, progress=bar.update)
+    write_dataset(ds, out)
+    print(f"simgrid: {cfg.name}: {ds.sizes['time']} steps in "
+          f"{time.perf_counter() - t0:.1f} s -> {out}")
+    print(_summary(ds))
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from simgrid.config import load_config
+    from simgrid.runner import prepare
+
+    cfg = load_config(args.config)
+    inputs = prepare(cfg)
+    print(f"simgrid: {args.config}: ok ({inputs.network.name}, {inputs.network.n_bus} buses, "
+          f"{len(cfg.campuses)} campuses, {len(cfg.events)} events)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return {"run": _run, "validate": _validate}[args.command](args)
+    except SimgridError as exc:
+        print(f"simgrid: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("simgrid: interrupted; no output written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""The closed loop: a simpy clock in seconds drives the AC power flow through AI and outage events.
+
+Within one timestamp the order is fixed: inject (event processes, NORMAL priority) -> dispatch
+(if due) -> apply set-points -> power flow -> record (the stepper, scheduled LATE so that it runs
+after every injection at the same instant).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+import xarray as xr
+
+from simgrid.config import RunConfig, UpstreamConfig
+from simgrid.cosim.loads import CampusLoad, Ramp, Sine
+from simgrid.cosim.record import Recorder
+from simgrid.errors import ConfigError
+from simgrid.network import Network
+from simgrid.powerflow import PowerFlowEngine
+from simgrid.profiles import LoadProfile
+from simgrid.types import DispatchPolicy, DoNothing, Event, EventKind, GridState, SetPoints
+
+log = logging.getLogger(__name__)
+
+# simpy processes same-time events by (priority, insertion); URGENT=0, NORMAL=1.
+_LATE = 2
+
+
+@dataclass(frozen=True, eq=False)
+class SimulationInputs:
+    """Everything the loop needs, already validated and built."""
+
+    config: RunConfig
+    network: Network
+    profile: LoadProfile
+
+
+def check_inputs(cfg: RunConfig, network: Network) -> None:
+    """Reject campus buses and event lines that the network does not have."""
+    for i, c in enumerate(cfg.campuses):
+        if not 0 <= c.bus < network.n_bus:
+            raise ConfigError(cfg.source, f"campus[{i}].bus", c.bus,
+                              f"must be a bus index of {network.name} (0..{network.n_bus - 1})")
+    for i, e in enumerate(cfg.events):
+        if e.line is not None and not 0 <= e.line < network.n_line:
+            raise ConfigError(cfg.source, f"event[{i}].line", e.line,
+                              f"must be a line index of {network.name} (0..{network.n_line - 1})")
+
+
+def max_steps(cfg: RunConfig) -> int:
+    """An upper bound on the number of steps: the grid plus every event breakpoint."""
+    return math.ceil(cfg.horizon_s / cfg.dt_s) + sum(len(e.instants_s()) for e in cfg.events)
+
+
+class _StepAlarm(simpy.Event):
+    """Wakes the stepper at LATE priority: after every injection at the same instant."""
+
+    def fire(self) -> None:
+        self._ok = True
+        self._value = None
+        self.env.schedule(self, _LATE)
+
+
+class Clock:
+    """Collects step requests (grid ticks, event actions) and wakes the stepper once per instant."""
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.alarm = _StepAlarm(env)
+        self._armed = False
+        self._event_step = False
+
+    def request_step(self, *, event: bool) -> None:
+        self._event_step |= event
+        if not self._armed:
+            self._armed = True
+            self.alarm.fire()
+
+    def take(self) -> bool:
+        """Called by the stepper when woken: re-arm, and say whether an event acted now."""
+        was_event = self._event_step
+        self.alarm = _StepAlarm(self.env)
+        self._armed = False
+        self._event_step = False
+        return was_event
+
+
+class UpstreamFollower:
+    """Causal magnitude-and-rate limiter: what deviation from schedule the upstream grid follows."""
+
+    def __init__(self, cfg: UpstreamConfig) -> None:
+        self.band_mw = cfg.band_mw
+        self.ramp_mw_per_s = cfg.ramp_mw_per_min / 60.0
+        self.follow_mw = 0.0
+        self.t_s: float | None = None
+
+    def step(self, t_s: float, deviation_mw: float) -> float:
+        """Return the followed part of `deviation_mw` at `t_s`; the rest is imbalance."""
+        if self.t_s is not None:
+            reach = self.ramp_mw_per_s * (t_s - self.t_s)
+            target = min(max(deviation_mw, self.follow_mw - reach), self.follow_mw + reach)
+        else:
+            target = deviation_mw
+        self.follow_mw = min(max(target, -self.band_mw), self.band_mw)
+        self.t_s = t_s
+        return self.follow_mw
+
+
+class _World:
+    """Live state that event processes change and the stepper reads."""
+
+    def __init__(self, cfg: RunConfig, network: Network) -> None:
+        self.loads = {c.name: CampusLoad(c) for c in cfg.campuses}
+        self.base_line_in_service = network.line_in_service.copy()
+        self.outages = np.zeros(network.n_line, dtype=int)
+
+    @property
+    def line_in_service(self) -> np.ndarray:
+        return self.base_line_in_service & (self.outages == 0)
+
+
+def _event_process(env: simpy.Environment, clock: Clock, world: _World, eid: int, ev: Event):
+    """One event as a simpy process acting at its own timestamps; every action is an event step."""
+
+    def act() -> None:
+        clock.request_step(event=True)
+
+    yield env.timeout(ev.start_s - env.now)
+    t = env.now
+    if ev.kind is EventKind.LINE_OUTAGE:
+        world.outages[ev.line] += 1
+        act()
+        if math.isfinite(ev.duration_s):
+            yield env.timeout(ev.duration_s)
+            world.outages[ev.line] -= 1
+            act()
+        return
+    load = world.loads[ev.campus]
+    if ev.kind is EventKind.OSCILLATION:
+        load.additive_mw[eid] = Sine(t, ev.magnitude_mw, ev.period_s)
+        act()
+        yield env.timeout(ev.duration_s)
+        del load.additive_mw[eid]
+        act()
+        return
+    # ramp_up, surge: up over ramp_s, hold, back down at the same rate.
+    # trip: lose `fraction` of the load over ramp_s, stay down, return over return_ramp_s.
+    tripping = ev.kind is EventKind.TRIP
+    segments = load.tripped_fraction if tripping else load.additive_mw
+    peak = ev.fraction if tripping else ev.magnitude_mw
+    back_s = ev.return_ramp_s if tripping else ev.ramp_s
+    segments[eid] = Ramp(t, 0.0, t + ev.ramp_s, peak)
+    act()
+    if ev.ramp_s > 0:
+        yield env.timeout(ev.ramp_s)
+        act()
+    if not math.isfinite(ev.duration_s):
+        return
+    yield env.timeout(ev.duration_s)
+    t = env.now
+    segments[eid] = Ramp(t, peak, t + back_s, 0.0)
+    act()
+    yield env.timeout(back_s)
+    del segments[eid]
+    act()
+
+
+def _campus_base(cfg: RunConfig, nw: Network) -> tuple[np.ndarray, np.ndarray]:
+    p = np.zeros(nw.n_bus)
+    q = np.zeros(nw.n_bus)
+    for c in cfg.campuses:
+        base = c.base_utilisation * c.p_nom_mw
+        p[c.bus] += base
+        q[c.bus] += base * c.q_per_p
+    return p, q
+
+
+def _ticker(env: simpy.Environment, clock: Clock, cfg: RunConfig):
+    """Request a step on the base grid, every dt_s."""
+    for k in range(math.ceil(cfg.horizon_s / cfg.dt_s)):
+        yield env.timeout(k * cfg.dt_s - env.now)
+        clock.request_step(event=False)
+
+
+def simulate(inputs: SimulationInputs, policy: DispatchPolicy | None = None, *,
+             progress: Callable[[float], None] | None = None) -> xr.Dataset:
+    """Run the closed loop over the horizon and return the run Dataset (without metrics).
+
+    `progress(dt)` is called after each step with the simulated seconds advanced.
+    """
+    cfg, nw = inputs.config, inputs.network
+    check_inputs(cfg, nw)
+    policy = policy if policy is not None else DoNothing(nw.n_bus)
+    engine = PowerFlowEngine(nw)
+    schedule_engine = PowerFlowEngine(nw)  # never sees shocks or outages
+    sched_p, sched_q = _campus_base(cfg, nw)
+    follower = UpstreamFollower(cfg.upstream)
+    rec = Recorder(inputs, max_steps(cfg))
+    env = simpy.Environment()
+    clock = Clock(env)
+    world = _World(cfg, nw)
+    env.process(_ticker(env, clock, cfg))
+    for eid, ev in enumerate(cfg.events):
+        env.process(_event_process(env, clock, world, eid, ev))
+
+    campus_bus = np.array([c.bus for c in cfg.campuses], dtype=int)
+    campus_q_per_p = np.array([c.q_per_p for c in cfg.campuses])
+    loads = list(world.loads.values())
+
+    def stepper():
+        setpoints = SetPoints.zeros(nw.n_bus)
+        last_dispatch_s = -math.inf
+        last_vm: np.ndarray | None = None
+        last_import: float | None = None
+        t_prev = 0.0
+        while True:
+            yield clock.alarm
+            is_event = clock.take()
+            t = env.now
+            # inject: the event processes have acted at this instant; read what they produced
+            f = float(inputs.profile.at(t))
+            ai_p = np.array([cl.p_mw(t) for cl in loads])
+            demand_p = nw.base_load_p_mw * f
+            demand_q = nw.base_load_q_mvar * f
+            if loads:
+                demand_p = demand_p + np.bincount(campus_bus, ai_p, minlength=nw.n_bus)
+                demand_q = demand_q + np.bincount(campus_bus, ai_p * campus_q_per_p,
+                                                  minlength=nw.n_bus)
+            schedule = schedule_engine.solve(nw.base_load_p_mw * f + sched_p,
+                                             nw.base_load_q_mvar * f + sched_q).import_mw
+            engine.set_line_status(world.line_in_service)
+            energised = engine.energised
+            # dispatch, if due
+            if is_event or t - last_dispatch_s >= cfg.dispatch.redispatch_s - 1e-9:
+                setpoints = policy.dispatch(GridState(
+                    t_s=t, is_event_step=is_event, demand_p_mw=demand_p,
+                    demand_q_mvar=demand_q, energised=energised,
+                    line_in_service=world.line_in_service, ai_load_mw=ai_p,
+                    import_schedule_mw=schedule, last_vm_pu=last_vm,
+                    last_import_mw=last_import))
+                last_dispatch_s = t
+            # apply set-points (islanded buses get nothing), then solve
+            shed = np.clip(setpoints.shed_mw, 0.0, np.maximum(demand_p, 0.0)) * energised
+            keep = np.divide(demand_p - shed, demand_p, out=np.ones(nw.n_bus),
+                             where=demand_p > 0)
+            net_p = (demand_p - shed - setpoints.p_injection_mw) * energised
+            net_q = (demand_q * keep - setpoints.q_injection_mvar) * energised
+            res = engine.solve(net_p, net_q)
+            islanded_mw = float(demand_p[~energised].sum())
+            if res.converged:
+                import_mw = res.import_mw
+                unserved = islanded_mw + float(shed.sum())
+            else:
+                # voltage collapse: the feeder breaker trips; all load is lost, nothing imported
+                import_mw = 0.0
+                unserved = float(demand_p.sum())
+            followed = follower.step(t, import_mw - schedule)
+            rec.record(t=t, is_event=is_event, ai_p=ai_p, demand_mw=float(demand_p.sum()),
+                       res=res, import_mw=import_mw, schedule_mw=schedule,
+                       imbalance_mw=import_mw - schedule - followed, unserved_mw=unserved,
+                       islanded_mw=islanded_mw, shed=shed, injection=setpoints.p_injection_mw,
+                       line_in_service=world.line_in_service, energised=energised)
+            last_vm = res.vm_pu if res.converged else None
+            last_import = import_mw
+            if progress is not None:
+                progress(t - t_prev)
+                t_prev = t
+
+    env.process(stepper())
+    env.run(until=cfg.horizon_s)
+    return rec.to_dataset()

@@ -1,0 +1,231 @@
+"""Resilience metrics computed from a run Dataset alone (so they re-run on saved files).
+
+Time integration uses the step semantics of the co-simulation: the state recorded at a step
+holds until the next step (the last step holds until the horizon, `attrs["horizon_s"]`). Every
+event instant is a step, so step changes (trips, outages) integrate exactly.
+
+Limits and tolerances are read from the Dataset's attributes: `v_min_pu`, `v_max_pu`,
+`max_loading_percent`, `imbalance_tol_mw`, `unserved_tol_mw`, `recovery_fraction`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import astuple, dataclass, fields
+
+import numpy as np
+import xarray as xr
+
+_DEFAULTS = {"v_min_pu": 0.90, "v_max_pu": 1.10, "max_loading_percent": 100.0,
+             "imbalance_tol_mw": 0.01, "unserved_tol_mw": 1e-3, "recovery_fraction": 0.9}
+
+
+def _attr(ds: xr.Dataset, name: str) -> float:
+    return float(ds.attrs.get(name, _DEFAULTS[name]))
+
+
+def step_durations_s(ds: xr.Dataset) -> np.ndarray:
+    """How long each recorded state holds (s)."""
+    t = ds["time"].to_numpy()
+    horizon = float(ds.attrs.get("horizon_s", t[-1] if len(t) else 0.0))
+    return np.diff(t, append=max(horizon, t[-1] if len(t) else 0.0))
+
+
+def _energy_mwh(ds: xr.Dataset, power_mw: np.ndarray) -> float:
+    return float(np.sum(power_mw * step_durations_s(ds)) / 3600.0)
+
+
+def unserved_energy_mwh(ds: xr.Dataset) -> float:
+    return _energy_mwh(ds, ds["unserved_mw"].to_numpy())
+
+
+def imbalance_energy_mwh(ds: xr.Dataset) -> float:
+    """Energy of the absolute imbalance (surplus and deficit both count)."""
+    return _energy_mwh(ds, np.abs(ds["imbalance_mw"].to_numpy()))
+
+
+def peak_imbalance_mw(ds: xr.Dataset) -> float:
+    imb = np.abs(ds["imbalance_mw"].to_numpy())
+    return float(imb.max()) if imb.size else 0.0
+
+
+def voltage_violation_pu(ds: xr.Dataset) -> xr.DataArray:
+    """Per bus and step, how far |V| lies outside [v_min_pu, v_max_pu] (0 inside; NaN: dead bus)."""
+    vm = ds["vm_pu"]
+    below = _attr(ds, "v_min_pu") - vm
+    above = vm - _attr(ds, "v_max_pu")
+    return np.maximum(np.maximum(below, above), 0.0).where(vm.notnull())
+
+
+def voltage_violated(ds: xr.Dataset) -> np.ndarray:
+    """Per step: any energised bus outside its limits, or the power flow collapsed."""
+    viol = (voltage_violation_pu(ds).fillna(0.0) > 0).any("bus").to_numpy()
+    return viol | ~ds["pf_converged"].to_numpy().astype(bool)
+
+
+def voltage_violation_s(ds: xr.Dataset) -> float:
+    return float(np.sum(step_durations_s(ds)[voltage_violated(ds)]))
+
+
+def thermal_violation_s(ds: xr.Dataset) -> float:
+    over = (ds["line_loading_percent"].fillna(0.0) > _attr(ds, "max_loading_percent"))
+    return float(np.sum(step_durations_s(ds)[over.any("line").to_numpy()]))
+
+
+def within_tolerance(ds: xr.Dataset) -> np.ndarray:
+    """Per step: imbalance, unserved load and voltages are all back within tolerance."""
+    return ((np.abs(ds["imbalance_mw"].to_numpy()) <= _attr(ds, "imbalance_tol_mw"))
+            & (ds["unserved_mw"].to_numpy() <= _attr(ds, "unserved_tol_mw"))
+            & ~voltage_violated(ds))
+
+
+def _restoration_s(t: np.ndarray, ok: np.ndarray, t0: float, t_end: float) -> float:
+    """Time from t0 until the state is within tolerance and stays so until t_end (NaN: never)."""
+    window = (t >= t0) & (t < t_end)
+    if not window.any():
+        return math.nan
+    tw, okw = t[window], ok[window]
+    if okw.all():
+        return 0.0
+    if not okw[-1]:
+        return math.nan
+    last_bad = np.flatnonzero(~okw)[-1]
+    return float(tw[last_bad + 1] - t0)
+
+
+def restoration_time_s(ds: xr.Dataset) -> float:
+    """From the first event onset until everything is within tolerance for the rest of the run.
+
+    NaN when the run ends unrestored; 0 when no event disturbed it (or there were no events).
+    """
+    starts = ds["event_start_s"].to_numpy() if "event_start_s" in ds else np.array([])
+    if starts.size == 0:
+        return 0.0
+    t = ds["time"].to_numpy()
+    return _restoration_s(t, within_tolerance(ds), float(starts.min()), math.inf)
+
+
+def event_windows(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Each event's window: its onset until the next later onset (or the horizon)."""
+    starts = ds["event_start_s"].to_numpy()
+    horizon = float(ds.attrs.get("horizon_s", math.inf))
+    ends = np.array([min([s for s in starts if s > s0], default=horizon) for s0 in starts])
+    return starts, ends
+
+
+@dataclass(frozen=True)
+class Trapezoid:
+    """Panteli et al. (2017) resilience trapezoid of a deficit curve D(t) >= 0 (MW).
+
+    Degradation from the first deficit to the first instant at full depth, a degraded phase at
+    depth, recovery until D <= (1 - recovery_fraction) * depth (Dobson & Ekisheva's threshold).
+    Step semantics make a change inside one step instantaneous: its rate is inf. NaN: the
+    phase did not happen within the window.
+    """
+
+    degradation_rate_mw_per_h: float
+    depth_mw: float
+    degraded_duration_h: float
+    recovery_rate_mw_per_h: float
+    area_mwh: float
+
+
+def trapezoid(t_s: np.ndarray, deficit_mw: np.ndarray, durations_s: np.ndarray, *,
+              tol_mw: float, recovery_fraction: float) -> Trapezoid:
+    """The trapezoid of one window's samples (times, deficits and how long each holds)."""
+    d = np.nan_to_num(np.asarray(deficit_mw, dtype=float))
+    area = float(np.sum(d * durations_s) / 3600.0)
+    depth = float(d.max()) if d.size else 0.0
+    if depth <= tol_mw:
+        return Trapezoid(0.0, depth, 0.0, 0.0, area)
+    t_h = np.asarray(t_s, dtype=float) / 3600.0
+    i_onset = int(np.flatnonzero(d > tol_mw)[0])
+    at_depth = np.flatnonzero(d >= depth - tol_mw)
+    i_deep, i_last_deep = int(at_depth[0]), int(at_depth[-1])
+    phi = _rate(depth, t_h[i_deep] - t_h[i_onset])
+    if i_last_deep + 1 >= len(d):  # still at depth when the window closes
+        end_h = t_h[-1] + durations_s[-1] / 3600.0
+        return Trapezoid(phi, depth, float(end_h - t_h[i_deep]), math.nan, area)
+    i_rec = i_last_deep + 1
+    degraded_h = float(t_h[i_rec] - t_h[i_deep])
+    done = np.flatnonzero(d[i_rec:] <= (1.0 - recovery_fraction) * depth)
+    if done.size == 0:
+        return Trapezoid(phi, depth, degraded_h, math.nan, area)
+    i_done = i_rec + int(done[0])
+    pi = _rate(depth - d[i_done], t_h[i_done] - t_h[i_rec])
+    return Trapezoid(phi, depth, degraded_h, pi, area)
+
+
+def _rate(delta_mw: float, dt_h: float) -> float:
+    return math.inf if dt_h <= 0 else float(delta_mw / dt_h)
+
+
+def event_metrics(ds: xr.Dataset) -> xr.Dataset:
+    """Per event (dim `event`): restoration time, energies and trapezoids within its window.
+
+    Two trapezoids: `served_*` on the served-load curve (deficit = unserved load) and
+    `tracking_*` on import tracking (deficit = |imbalance|).
+    """
+    t = ds["time"].to_numpy()
+    dur = step_durations_s(ds)
+    ok = within_tolerance(ds)
+    unserved = ds["unserved_mw"].to_numpy()
+    imbalance = np.abs(ds["imbalance_mw"].to_numpy())
+    starts, ends = event_windows(ds)
+    names = [f.name for f in fields(Trapezoid)]
+    rows: dict[str, list[float]] = {"restoration_time_s": []}
+    for prefix in ("served", "tracking"):
+        for n in names:
+            rows[f"{prefix}_{n}"] = []
+    tol = {"served": _attr(ds, "unserved_tol_mw"), "tracking": _attr(ds, "imbalance_tol_mw")}
+    for s0, s1 in zip(starts, ends, strict=True):
+        rows["restoration_time_s"].append(_restoration_s(t, ok, s0, s1))
+        w = (t >= s0) & (t < s1)
+        # the window's last state holds only until the window closes
+        dw = np.minimum(dur[w], s1 - t[w]) if w.any() else dur[w]
+        for prefix, deficit in (("served", unserved), ("tracking", imbalance)):
+            trap = trapezoid(t[w], deficit[w], dw, tol_mw=tol[prefix],
+                             recovery_fraction=_attr(ds, "recovery_fraction"))
+            for n, v in zip(names, astuple(trap), strict=True):
+                rows[f"{prefix}_{n}"].append(v)
+    units = {"restoration_time_s": "s", "degradation_rate_mw_per_h": "MW/h", "depth_mw": "MW",
+             "degraded_duration_h": "h", "recovery_rate_mw_per_h": "MW/h", "area_mwh": "MWh"}
+    out = {}
+    for name, values in rows.items():
+        base = name.split("_", 1)[1] if name.startswith(("served_", "tracking_")) else name
+        curve = ("served-load" if name.startswith("served_")
+                 else "import-tracking" if name.startswith("tracking_") else "")
+        long_name = (f"Panteli trapezoid on the {curve} curve: {base.replace('_', ' ')}"
+                     if curve else "onset until imbalance, shedding and voltages are back within "
+                                   "tolerance until the next event (NaN: not restored)")
+        out[f"event_{name}"] = xr.Variable(("event",), np.array(values, dtype=float),
+                                           {"units": units[base], "long_name": long_name})
+    return xr.Dataset(out, coords={"event": ds["event"]})
+
+
+SCALARS = {
+    "unserved_energy_mwh": (unserved_energy_mwh, "MWh", "unserved energy"),
+    "imbalance_energy_mwh": (imbalance_energy_mwh, "MWh", "energy of |imbalance|"),
+    "peak_imbalance_mw": (peak_imbalance_mw, "MW", "peak |imbalance|"),
+    "voltage_violation_s": (voltage_violation_s, "s",
+                            "time with any bus outside voltage limits (or collapsed)"),
+    "thermal_violation_s": (thermal_violation_s, "s", "time with any line over its rating"),
+    "restoration_time_s": (restoration_time_s, "s",
+                           "first onset until everything stays within tolerance (NaN: never)"),
+}
+
+
+def with_metrics(ds: xr.Dataset) -> xr.Dataset:
+    """The run Dataset plus its scalar and per-event metrics and violation arrays."""
+    out = ds.copy()
+    for name, (fn, units, long_name) in SCALARS.items():
+        out[name] = xr.DataArray(fn(ds), attrs={"units": units, "long_name": long_name})
+    out["voltage_violation_pu"] = voltage_violation_pu(ds).assign_attrs(
+        units="pu", long_name="distance of |V| outside its limits")
+    over = np.maximum(ds["line_loading_percent"] - _attr(ds, "max_loading_percent"), 0.0)
+    out["thermal_violation_percent"] = over.assign_attrs(
+        units="%", long_name="line loading above its limit")
+    out["collapse_steps"] = xr.DataArray(
+        int((~ds["pf_converged"].to_numpy().astype(bool)).sum()),
+        attrs={"units": "1", "long_name": "steps whose AC power flow did not converge"})
+    return out.merge(event_metrics(ds))

@@ -1,0 +1,98 @@
+"""Run orchestration: config -> network -> closed loop -> metrics -> attributes -> NetCDF file."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import xarray as xr
+
+from simgrid import __version__
+from simgrid.config import RunConfig
+from simgrid.cosim import SimulationInputs, simulate
+from simgrid.metrics import with_metrics
+from simgrid.network import Network, build_network
+from simgrid.profiles import load_profile
+from simgrid.types import DispatchPolicy
+
+_VERSIONED = ("pandapower", "lightsim2grid", "simpy", "numpy", "xarray", "netCDF4", "pyomo",
+              "highspy")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"simgrid": __version__}
+    for name in _VERSIONED:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def prepare(cfg: RunConfig) -> SimulationInputs:
+    """Build everything a run needs from its config (validates placements too)."""
+    from simgrid.cosim.simulation import check_inputs
+
+    network = build_network(cfg.network, cfg.source)
+    check_inputs(cfg, network)
+    profile = load_profile(cfg.network.load_profile, cfg.network.load_profile_file, cfg.source)
+    return SimulationInputs(cfg, network, profile)
+
+
+def run_attrs(cfg: RunConfig, network: Network, policy_name: str) -> dict[str, object]:
+    """Global attributes: what produced this dataset, enough to reproduce it."""
+    attrs: dict[str, object] = {
+        "title": f"simgrid run {cfg.name}",
+        "run_name": cfg.name,
+        "config_source": cfg.source,
+        "config_sha256": cfg.text_sha256,
+        "config_toml": cfg.text,
+        "seed": cfg.seed,
+        "network": network.name,
+        "network_scale": network.scale,
+        "horizon_s": cfg.horizon_s,
+        "dt_s": cfg.dt_s,
+        "dispatch_policy": policy_name,
+        "redispatch_s": cfg.dispatch.redispatch_s,
+        "upstream_band_mw": cfg.upstream.band_mw,
+        "upstream_ramp_mw_per_min": cfg.upstream.ramp_mw_per_min,
+        "v_min_pu": cfg.network.v_min_pu,
+        "v_max_pu": cfg.network.v_max_pu,
+        "max_loading_percent": cfg.network.max_loading_percent,
+        "load_profile": cfg.network.load_profile,
+    }
+    attrs.update(asdict(cfg.metrics))
+    attrs.update({f"version_{k}": v for k, v in package_versions().items()})
+    return attrs
+
+
+def run(cfg: RunConfig, *, policy: DispatchPolicy | None = None,
+        inputs: SimulationInputs | None = None,
+        progress: Callable[[float], None] | None = None) -> xr.Dataset:
+    """One closed-loop run with metrics and attributes; `inputs` reuses a prepared network."""
+    inputs = inputs if inputs is not None else prepare(cfg)
+    ds = simulate(inputs, policy, progress=progress)
+    name = type(policy).__name__ if policy is not None else "DoNothing"
+    ds.attrs.update(run_attrs(cfg, inputs.network, name))
+    return with_metrics(ds)
+
+
+def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
+    """Write NetCDF atomically: a temporary file beside the target, renamed when complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        encoding = {name: {"zlib": True, "complevel": 1}
+                    for name, var in ds.data_vars.items() if var.ndim >= 2}
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
