@@ -1,0 +1,51 @@
+"""Imports flow down the layers of DESIGN.md; simpy, pyomo and dask stay in their layers."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "simgrid"
+
+# A module may import simgrid modules of a strictly lower rank (or its own subpackage).
+RANK = {
+    "errors": 0, "types": 0, "config": 1, "profiles": 1, "network": 2, "powerflow": 3,
+    "metrics": 3, "scenarios": 3, "fcm": 3, "optimization": 4, "cosim": 5, "runner": 6,
+    "report": 6, "cli": 7, "__init__": 0,
+}
+ONLY_IN = {"simpy": {"cosim"}, "pyomo": {"optimization"}, "dask": {"runner"},
+           "pandapower": {"network", "powerflow"}, "lightsim2grid": {"powerflow"}}
+
+
+def _top(path: Path) -> str:
+    rel = path.relative_to(PKG)
+    return rel.parts[0].removesuffix(".py")
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_every_module_has_a_rank():
+    assert {_top(p) for p in PKG.rglob("*.py")} <= set(RANK)
+
+
+def test_imports_flow_down_and_heavy_libraries_stay_in_their_layer():
+    bad = []
+    for path in PKG.rglob("*.py"):
+        me = _top(path)
+        for name in _imports(path):
+            parts = name.split(".")
+            if parts[0] == "simgrid" and len(parts) > 1:
+                other = parts[1]
+                if other != me and other != "__init__" and RANK[other] >= RANK[me]:
+                    bad.append(f"{path.relative_to(PKG)} imports {name}")
+            elif parts[0] in ONLY_IN and me not in ONLY_IN[parts[0]]:
+                bad.append(f"{path.relative_to(PKG)} imports {parts[0]}")
+    assert bad == []

@@ -1,0 +1,121 @@
+"""Network and AC power flow against Baran & Wu, pandapower's runpp, and the scaling identity."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import network
+from simgrid.config import NetworkConfig
+from simgrid.network import build_network
+from simgrid.powerflow import PowerFlowEngine, runpp_reference
+
+# Baran & Wu (1989) base case, REFERENCE.md: losses 202.68 kW, V_min 0.91309 pu at bus 18
+# (index 17), slack 3.9177 MW / 2.4351 Mvar.
+LOSSES_KW, LOSSES_TOL_KW = 202.68, 0.01
+VMIN_PU, VMIN_TOL_PU = 0.91309, 1e-5
+SLACK_MW, SLACK_MVAR, SLACK_TOL = 3.9177, 2.4351, 1e-4
+RUNPP_TOL_PU = 1e-6
+
+
+def _base_case(nw):
+    return PowerFlowEngine(nw).solve(nw.base_load_p_mw, nw.base_load_q_mvar)
+
+
+def test_baran_wu_base_case():
+    nw = network()
+    res = _base_case(nw)
+    assert res.converged
+    assert abs(res.losses_mw * 1e3 - LOSSES_KW) < LOSSES_TOL_KW
+    assert abs(np.nanmin(res.vm_pu) - VMIN_PU) < VMIN_TOL_PU
+    assert int(np.nanargmin(res.vm_pu)) == 17
+    assert abs(res.import_mw - SLACK_MW) < SLACK_TOL
+    assert abs(res.import_mvar - SLACK_MVAR) < SLACK_TOL
+    assert nw.n_bus == 33 and nw.n_line == 37 and nw.line_in_service.sum() == 32
+
+
+@pytest.mark.parametrize("peak_mw", [37.15, 2000.0])
+def test_scaled_feeder_is_the_same_in_per_unit(peak_mw):
+    base, scaled = network(), network(peak_mw)
+    k = peak_mw / 3.715
+    assert scaled.scale == pytest.approx(k)
+    r0, r1 = _base_case(base), _base_case(scaled)
+    assert r1.converged
+    # float32 injections in the solver: per-unit identity to ~1e-8
+    np.testing.assert_allclose(r1.vm_pu, r0.vm_pu, atol=1e-7)
+    assert r1.losses_mw == pytest.approx(k * LOSSES_KW / 1e3, rel=1e-4)
+    assert abs(np.nanmin(r1.vm_pu) - VMIN_PU) < VMIN_TOL_PU
+    np.testing.assert_allclose(r1.line_loading_percent, r0.line_loading_percent, atol=1e-3)
+
+
+def test_engine_matches_runpp_on_perturbed_steps():
+    nw = network()
+    engine = PowerFlowEngine(nw)
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        f = rng.uniform(0.5, 1.3, nw.n_bus)
+        p, q = nw.base_load_p_mw * f, nw.base_load_q_mvar * f
+        mine, ref = engine.solve(p, q), runpp_reference(nw, p, q)
+        assert np.max(np.abs(mine.vm_pu - ref.vm_pu)) < RUNPP_TOL_PU
+        assert mine.import_mw == pytest.approx(ref.import_mw, abs=1e-5)
+        np.testing.assert_allclose(mine.line_loading_percent, ref.line_loading_percent,
+                                   atol=1e-3)
+
+
+def test_line_outage_islands_downstream_buses():
+    nw = network()
+    engine = PowerFlowEngine(nw)
+    status = nw.line_in_service.copy()
+    status[27] = False  # line 27 -> 28 on the lateral 25..32
+    engine.set_line_status(status)
+    dead = set(np.flatnonzero(~engine.energised))
+    assert dead == {28, 29, 30, 31, 32}
+    p = nw.base_load_p_mw * engine.energised
+    q = nw.base_load_q_mvar * engine.energised
+    res = engine.solve(p, q)
+    assert res.converged
+    assert np.isnan(res.vm_pu[sorted(dead)]).all()
+    ref = runpp_reference(nw, p, q, status)
+    live = engine.energised
+    assert np.max(np.abs(res.vm_pu[live] - ref.vm_pu[live])) < RUNPP_TOL_PU
+    # repair restores the base case
+    engine.set_line_status(nw.line_in_service)
+    assert engine.energised.all()
+    assert _base_case(nw).losses_mw == pytest.approx(
+        engine.solve(nw.base_load_p_mw, nw.base_load_q_mvar).losses_mw, abs=1e-7)
+
+
+def test_tie_line_closing_keeps_everyone_energised():
+    nw = network()
+    status = nw.line_in_service.copy()
+    status[27] = False
+    status[36] = True  # tie line 24 -> 28 re-feeds the lateral
+    assert nw.energised(status).all()
+
+
+def test_unrated_lines_get_margin_times_base_current():
+    nw = network()
+    res = _base_case(nw)
+    live = nw.line_in_service
+    assert nw.line_rated_by_margin.all()
+    np.testing.assert_allclose(res.line_loading_percent[live], 50.0, atol=1e-3)
+
+
+def test_json_and_matpower_files_load(tmp_path):
+    import pandapower as pp
+    import pandapower.networks as pn
+    from pandapower.converter.matpower.to_mpc import to_mpc
+
+    net = pn.case33bw()
+    js = tmp_path / "feeder.json"
+    pp.to_json(net, str(js))
+    mat = tmp_path / "feeder.mat"
+    to_mpc(net, str(mat), init="flat")
+    for path in (js, mat):
+        nw = build_network(NetworkConfig(case=None, file=path))
+        res = _base_case(nw)
+        assert abs(res.losses_mw * 1e3 - LOSSES_KW) < LOSSES_TOL_KW, path.suffix
+        assert abs(np.nanmin(res.vm_pu) - VMIN_PU) < VMIN_TOL_PU, path.suffix
+    json.loads(js.read_text())  # the fixture itself is plain JSON
