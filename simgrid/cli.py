@@ -19,9 +19,13 @@ EXIT_USAGE = 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="simgrid", description=(
-        "Co-simulate AI / data-center demand shocks on a power grid: simpy events, AC power "
-        "flow, resilience metrics in NetCDF."))
+    p = argparse.ArgumentParser(
+        prog="simgrid",
+        description=(
+            "Co-simulate AI / data-center demand shocks on a power grid: simpy events, AC power "
+            "flow, resilience metrics in NetCDF."
+        ),
+    )
     p.add_argument("--version", action="version", version=f"simgrid {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = p.add_subparsers(dest="command", required=True)
@@ -73,15 +77,28 @@ def _run(args: argparse.Namespace) -> int:
     _check_out(out)
     t0 = time.perf_counter()
     inputs = prepare(cfg)
-    log.info("network %s (scale %.4g) built in %.2f s", inputs.network.name,
-             inputs.network.scale, time.perf_counter() - t0)
+    log.info(
+        "network %s (scale %.4g) built in %.2f s",
+        inputs.network.name,
+        inputs.network.scale,
+        time.perf_counter() - t0,
+    )
     show = not args.no_progress
-    with tqdm(total=cfg.horizon_s, unit="s", unit_scale=True, delay=2.0, disable=not show,
-              desc=cfg.name, leave=False) as bar:
+    with tqdm(
+        total=cfg.horizon_s,
+        unit="s",
+        unit_scale=True,
+        delay=2.0,
+        disable=not show,
+        desc=cfg.name,
+        leave=False,
+    ) as bar:
         ds = run(cfg, inputs=inputs, progress=bar.update)
     write_dataset(ds, out)
-    print(f"simgrid: {cfg.name}: {ds.sizes['time']} steps in "
-          f"{time.perf_counter() - t0:.1f} s -> {out}")
+    print(
+        f"simgrid: {cfg.name}: {ds.sizes['time']} steps in "
+        f"{time.perf_counter() - t0:.1f} s -> {out}"
+    )
     print(_summary(ds))
     return 0
 
@@ -92,15 +109,19 @@ def _validate(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     inputs = prepare(cfg)
-    print(f"simgrid: {args.config}: ok ({inputs.network.name}, {inputs.network.n_bus} buses, "
-          f"{len(cfg.campuses)} campuses, {len(cfg.events)} events)")
+    print(
+        f"simgrid: {args.config}: ok ({inputs.network.name}, {inputs.network.n_bus} buses, "
+        f"{len(cfg.campuses)} campuses, {len(cfg.events)} events)"
+    )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return {"run": _run, "validate": _validate}[args.command](args)
     except SimgridError as exc:

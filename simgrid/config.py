@@ -105,8 +105,16 @@ class _Table:
     def has(self, name: str) -> bool:
         return name in self.data
 
-    def number(self, name: str, default: float | None = None, *, lo: float | None = None,
-               hi: float | None = None, lo_open: bool = False, allow_inf: bool = False) -> float:
+    def number(
+        self,
+        name: str,
+        default: float | None = None,
+        *,
+        lo: float | None = None,
+        hi: float | None = None,
+        lo_open: bool = False,
+        allow_inf: bool = False,
+    ) -> float:
         self.used.add(name)
         if name not in self.data:
             if default is None:
@@ -137,8 +145,9 @@ class _Table:
             raise self.fail(name, f"must be an integer >= {lo}")
         return v
 
-    def string(self, name: str, default: str | None = None,
-               choices: tuple[str, ...] | None = None) -> str:
+    def string(
+        self, name: str, default: str | None = None, choices: tuple[str, ...] | None = None
+    ) -> str:
         self.used.add(name)
         if name not in self.data:
             if default is None:
@@ -160,16 +169,19 @@ class _Table:
         items = self.data.get(name, [])
         if not isinstance(items, list):
             raise self.fail(name, "must be an array of tables ([[...]])")
-        return [_Table(item, f"{self.key(name)}[{i}]", self.source)
-                for i, item in enumerate(items)]
+        return [_Table(item, f"{self.key(name)}[{i}]", self.source) for i, item in enumerate(items)]
 
     def done(self) -> None:
         """Reject keys nobody asked for."""
         for name in self.data:
             if name not in self.used:
                 allowed = ", ".join(sorted(self.used)) or "none"
-                raise ConfigError(self.source, self.key(name), self.data[name],
-                                  f"unknown key (allowed here: {allowed})")
+                raise ConfigError(
+                    self.source,
+                    self.key(name),
+                    self.data[name],
+                    f"unknown key (allowed here: {allowed})",
+                )
 
 
 def load_config(path: str | Path, *, seed: int | None = None) -> RunConfig:
@@ -187,8 +199,14 @@ def load_config(path: str | Path, *, seed: int | None = None) -> RunConfig:
     return parse_config(data, source=source, text=text, base_dir=path.parent, seed=seed)
 
 
-def parse_config(data: dict[str, Any], *, source: str = "<config>", text: str = "",
-                 base_dir: Path = Path("."), seed: int | None = None) -> RunConfig:
+def parse_config(
+    data: dict[str, Any],
+    *,
+    source: str = "<config>",
+    text: str = "",
+    base_dir: Path = Path("."),
+    seed: int | None = None,
+) -> RunConfig:
     """Validate an already-parsed TOML document."""
     root = _Table(data, "", source)
     run = root.table("run")
@@ -226,10 +244,20 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>", text: str = 
             raise ConfigError(source, f"campus[{i}].name", c.name, "must be unique")
     events = tuple(_event(t, set(names), horizon_s) for t in root.tables("event"))
     root.done()
-    return RunConfig(name=name, horizon_s=horizon_s, dt_s=dt_s,
-                     seed=file_seed if seed is None else seed, network=network,
-                     upstream=upstream, metrics=metrics, dispatch=dispatch,
-                     campuses=campuses, events=events, source=source, text=text)
+    return RunConfig(
+        name=name,
+        horizon_s=horizon_s,
+        dt_s=dt_s,
+        seed=file_seed if seed is None else seed,
+        network=network,
+        upstream=upstream,
+        metrics=metrics,
+        dispatch=dispatch,
+        campuses=campuses,
+        events=events,
+        source=source,
+        text=text,
+    )
 
 
 def _network(t: _Table, base_dir: Path) -> NetworkConfig:
@@ -251,8 +279,10 @@ def _network(t: _Table, base_dir: Path) -> NetworkConfig:
     if profile not in LOAD_PROFILES:
         profile_file = base_dir / profile
         if profile_file.suffix.lower() != ".csv":
-            raise t.fail("load_profile", f"must be one of {', '.join(LOAD_PROFILES)} "
-                                         "or a .csv file (t_s,factor)")
+            raise t.fail(
+                "load_profile",
+                f"must be one of {', '.join(LOAD_PROFILES)} or a .csv file (t_s,factor)",
+            )
         if not profile_file.is_file():
             raise t.fail("load_profile", f"file not found ({profile_file})")
     v_min = t.number("v_min_pu", 0.90, lo=0, lo_open=True)
@@ -260,10 +290,14 @@ def _network(t: _Table, base_dir: Path) -> NetworkConfig:
     if v_max <= v_min:
         raise t.fail("v_max_pu", f"must be greater than v_min_pu ({v_min:g})")
     cfg = NetworkConfig(
-        case=case, file=file, scale_to_peak_mw=scale, load_profile=profile,
+        case=case,
+        file=file,
+        scale_to_peak_mw=scale,
+        load_profile=profile,
         load_profile_file=profile_file,
         line_rating_margin=t.number("line_rating_margin", 2.0, lo=0, lo_open=True),
-        v_min_pu=v_min, v_max_pu=v_max,
+        v_min_pu=v_min,
+        v_max_pu=v_max,
         max_loading_percent=t.number("max_loading_percent", 100.0, lo=0, lo_open=True),
     )
     t.done()
@@ -294,7 +328,8 @@ def _event(t: _Table, campuses: set[str], horizon_s: float) -> Event:
     if kind in AI_EVENT_KINDS:
         campus = t.string("campus")
         if campus not in campuses:
-            raise t.fail("campus", f"must name a [[campus]] ({', '.join(sorted(campuses)) or 'none defined'})")
+            known = ", ".join(sorted(campuses)) or "none defined"
+            raise t.fail("campus", f"must name a [[campus]] ({known})")
         fields["campus"] = campus
     if kind in (EventKind.RAMP_UP, EventKind.SURGE, EventKind.OSCILLATION):
         fields["magnitude_mw"] = t.number("magnitude_mw", lo=0, lo_open=True)

@@ -1,4 +1,4 @@
-"""The one error hierarchy of simgrid: user mistakes, data problems, solver and power-flow trouble."""
+"""The one error hierarchy of simgrid: user mistakes, data problems, power-flow trouble."""
 
 from __future__ import annotations
 

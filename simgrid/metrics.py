@@ -16,8 +16,14 @@ from dataclasses import astuple, dataclass, fields
 import numpy as np
 import xarray as xr
 
-_DEFAULTS = {"v_min_pu": 0.90, "v_max_pu": 1.10, "max_loading_percent": 100.0,
-             "imbalance_tol_mw": 0.01, "unserved_tol_mw": 1e-3, "recovery_fraction": 0.9}
+_DEFAULTS = {
+    "v_min_pu": 0.90,
+    "v_max_pu": 1.10,
+    "max_loading_percent": 100.0,
+    "imbalance_tol_mw": 0.01,
+    "unserved_tol_mw": 1e-3,
+    "recovery_fraction": 0.9,
+}
 
 
 def _attr(ds: xr.Dataset, name: str) -> float:
@@ -68,15 +74,17 @@ def voltage_violation_s(ds: xr.Dataset) -> float:
 
 
 def thermal_violation_s(ds: xr.Dataset) -> float:
-    over = (ds["line_loading_percent"].fillna(0.0) > _attr(ds, "max_loading_percent"))
+    over = ds["line_loading_percent"].fillna(0.0) > _attr(ds, "max_loading_percent")
     return float(np.sum(step_durations_s(ds)[over.any("line").to_numpy()]))
 
 
 def within_tolerance(ds: xr.Dataset) -> np.ndarray:
     """Per step: imbalance, unserved load and voltages are all back within tolerance."""
-    return ((np.abs(ds["imbalance_mw"].to_numpy()) <= _attr(ds, "imbalance_tol_mw"))
-            & (ds["unserved_mw"].to_numpy() <= _attr(ds, "unserved_tol_mw"))
-            & ~voltage_violated(ds))
+    return (
+        (np.abs(ds["imbalance_mw"].to_numpy()) <= _attr(ds, "imbalance_tol_mw"))
+        & (ds["unserved_mw"].to_numpy() <= _attr(ds, "unserved_tol_mw"))
+        & ~voltage_violated(ds)
+    )
 
 
 def _restoration_s(t: np.ndarray, ok: np.ndarray, t0: float, t_end: float) -> float:
@@ -130,8 +138,14 @@ class Trapezoid:
     area_mwh: float
 
 
-def trapezoid(t_s: np.ndarray, deficit_mw: np.ndarray, durations_s: np.ndarray, *,
-              tol_mw: float, recovery_fraction: float) -> Trapezoid:
+def trapezoid(
+    t_s: np.ndarray,
+    deficit_mw: np.ndarray,
+    durations_s: np.ndarray,
+    *,
+    tol_mw: float,
+    recovery_fraction: float,
+) -> Trapezoid:
     """The trapezoid of one window's samples (times, deficits and how long each holds)."""
     d = np.nan_to_num(np.asarray(deficit_mw, dtype=float))
     area = float(np.sum(d * durations_s) / 3600.0)
@@ -184,22 +198,44 @@ def event_metrics(ds: xr.Dataset) -> xr.Dataset:
         # the window's last state holds only until the window closes
         dw = np.minimum(dur[w], s1 - t[w]) if w.any() else dur[w]
         for prefix, deficit in (("served", unserved), ("tracking", imbalance)):
-            trap = trapezoid(t[w], deficit[w], dw, tol_mw=tol[prefix],
-                             recovery_fraction=_attr(ds, "recovery_fraction"))
+            trap = trapezoid(
+                t[w],
+                deficit[w],
+                dw,
+                tol_mw=tol[prefix],
+                recovery_fraction=_attr(ds, "recovery_fraction"),
+            )
             for n, v in zip(names, astuple(trap), strict=True):
                 rows[f"{prefix}_{n}"].append(v)
-    units = {"restoration_time_s": "s", "degradation_rate_mw_per_h": "MW/h", "depth_mw": "MW",
-             "degraded_duration_h": "h", "recovery_rate_mw_per_h": "MW/h", "area_mwh": "MWh"}
+    units = {
+        "restoration_time_s": "s",
+        "degradation_rate_mw_per_h": "MW/h",
+        "depth_mw": "MW",
+        "degraded_duration_h": "h",
+        "recovery_rate_mw_per_h": "MW/h",
+        "area_mwh": "MWh",
+    }
     out = {}
     for name, values in rows.items():
         base = name.split("_", 1)[1] if name.startswith(("served_", "tracking_")) else name
-        curve = ("served-load" if name.startswith("served_")
-                 else "import-tracking" if name.startswith("tracking_") else "")
-        long_name = (f"Panteli trapezoid on the {curve} curve: {base.replace('_', ' ')}"
-                     if curve else "onset until imbalance, shedding and voltages are back within "
-                                   "tolerance until the next event (NaN: not restored)")
-        out[f"event_{name}"] = xr.Variable(("event",), np.array(values, dtype=float),
-                                           {"units": units[base], "long_name": long_name})
+        curve = (
+            "served-load"
+            if name.startswith("served_")
+            else "import-tracking"
+            if name.startswith("tracking_")
+            else ""
+        )
+        long_name = (
+            f"Panteli trapezoid on the {curve} curve: {base.replace('_', ' ')}"
+            if curve
+            else "onset until imbalance, shedding and voltages are back within "
+            "tolerance until the next event (NaN: not restored)"
+        )
+        out[f"event_{name}"] = xr.Variable(
+            ("event",),
+            np.array(values, dtype=float),
+            {"units": units[base], "long_name": long_name},
+        )
     return xr.Dataset(out, coords={"event": ds["event"]})
 
 
@@ -207,11 +243,17 @@ SCALARS = {
     "unserved_energy_mwh": (unserved_energy_mwh, "MWh", "unserved energy"),
     "imbalance_energy_mwh": (imbalance_energy_mwh, "MWh", "energy of |imbalance|"),
     "peak_imbalance_mw": (peak_imbalance_mw, "MW", "peak |imbalance|"),
-    "voltage_violation_s": (voltage_violation_s, "s",
-                            "time with any bus outside voltage limits (or collapsed)"),
+    "voltage_violation_s": (
+        voltage_violation_s,
+        "s",
+        "time with any bus outside voltage limits (or collapsed)",
+    ),
     "thermal_violation_s": (thermal_violation_s, "s", "time with any line over its rating"),
-    "restoration_time_s": (restoration_time_s, "s",
-                           "first onset until everything stays within tolerance (NaN: never)"),
+    "restoration_time_s": (
+        restoration_time_s,
+        "s",
+        "first onset until everything stays within tolerance (NaN: never)",
+    ),
 }
 
 
@@ -221,11 +263,14 @@ def with_metrics(ds: xr.Dataset) -> xr.Dataset:
     for name, (fn, units, long_name) in SCALARS.items():
         out[name] = xr.DataArray(fn(ds), attrs={"units": units, "long_name": long_name})
     out["voltage_violation_pu"] = voltage_violation_pu(ds).assign_attrs(
-        units="pu", long_name="distance of |V| outside its limits")
+        units="pu", long_name="distance of |V| outside its limits"
+    )
     over = np.maximum(ds["line_loading_percent"] - _attr(ds, "max_loading_percent"), 0.0)
     out["thermal_violation_percent"] = over.assign_attrs(
-        units="%", long_name="line loading above its limit")
+        units="%", long_name="line loading above its limit"
+    )
     out["collapse_steps"] = xr.DataArray(
         int((~ds["pf_converged"].to_numpy().astype(bool)).sum()),
-        attrs={"units": "1", "long_name": "steps whose AC power flow did not converge"})
+        attrs={"units": "1", "long_name": "steps whose AC power flow did not converge"},
+    )
     return out.merge(event_metrics(ds))

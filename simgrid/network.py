@@ -95,11 +95,16 @@ def load_pandapower_net(cfg: NetworkConfig, source: str = "<config>"):
 
                 net = from_mpc(str(path), f_hz=50)
     except Exception as exc:  # a foreign file can fail in many ways inside the readers
-        raise ConfigError(source, "network.file", str(path),
-                          f"cannot be read as a network ({type(exc).__name__}: {exc})") from None
+        raise ConfigError(
+            source,
+            "network.file",
+            str(path),
+            f"cannot be read as a network ({type(exc).__name__}: {exc})",
+        ) from None
     if len(net.ext_grid) == 0:
-        raise ConfigError(source, "network.file", str(path),
-                          "must contain an ext_grid (the substation / slack)")
+        raise ConfigError(
+            source, "network.file", str(path), "must contain an ext_grid (the substation / slack)"
+        )
     return net, path.stem
 
 

@@ -36,8 +36,13 @@ def per_bus_load_net(network: Network):
     net = copy.deepcopy(network.net)
     net.load.drop(net.load.index, inplace=True)
     for pos, bus in enumerate(network.bus_index):
-        pp.create_load(net, bus, p_mw=network.base_load_p_mw[pos],
-                       q_mvar=network.base_load_q_mvar[pos], index=pos)
+        pp.create_load(
+            net,
+            bus,
+            p_mw=network.base_load_p_mw[pos],
+            q_mvar=network.base_load_q_mvar[pos],
+            index=pos,
+        )
     return net
 
 
@@ -58,8 +63,9 @@ class PowerFlowEngine:
                 warnings.simplefilter("ignore")
                 self._grid = init_from_pandapower(net)
         except Exception as exc:  # lightsim2grid reports unsupported elements in many ways
-            raise PowerFlowError(f"{network.name}: cannot build the power-flow model ({exc})") \
-                from None
+            raise PowerFlowError(
+                f"{network.name}: cannot build the power-flow model ({exc})"
+            ) from None
         self._tol_pu = tol_mva / float(net.sn_mva)
         self._max_iter = max_iter
         self._n_gen = len(net.gen)
@@ -105,8 +111,9 @@ class PowerFlowEngine:
         if v.size == 0:
             self._v = self._v_flat.copy()  # do not warm-start the next step from a failure
             n = self.network
-            return PowerFlowResult(False, np.full(n.n_bus, np.nan), np.full(n.n_line, np.nan),
-                                   np.nan, np.nan, np.nan)
+            return PowerFlowResult(
+                False, np.full(n.n_bus, np.nan), np.full(n.n_line, np.nan), np.nan, np.nan, np.nan
+            )
         self._v = v
         vm = np.abs(v)
         vm[~self.energised] = np.nan
@@ -118,12 +125,23 @@ class PowerFlowEngine:
         trafo = g.get_trafo_res1()[0], g.get_trafo_res2()[0]
         if trafo[0].size:
             losses += float(np.sum(trafo[0] + trafo[1]))
-        return PowerFlowResult(True, vm, loading, float(gp[self._n_gen:].sum()),
-                               float(gq[self._n_gen:].sum()), losses)
+        return PowerFlowResult(
+            True,
+            vm,
+            loading,
+            float(gp[self._n_gen :].sum()),
+            float(gq[self._n_gen :].sum()),
+            losses,
+        )
 
 
-def runpp_reference(network: Network, p_mw: np.ndarray, q_mvar: np.ndarray,
-                    line_in_service: np.ndarray | None = None, net=None) -> PowerFlowResult:
+def runpp_reference(
+    network: Network,
+    p_mw: np.ndarray,
+    q_mvar: np.ndarray,
+    line_in_service: np.ndarray | None = None,
+    net=None,
+) -> PowerFlowResult:
     """The same step through plain `pandapower.runpp` (validation and benchmarks only).
 
     Pass `net` from `per_bus_load_net` to reuse it across calls.
@@ -140,8 +158,14 @@ def runpp_reference(network: Network, p_mw: np.ndarray, q_mvar: np.ndarray,
             warnings.simplefilter("ignore")
             pp.runpp(net, numba=True)
     except pp.LoadflowNotConverged:
-        return PowerFlowResult(False, np.full(network.n_bus, np.nan),
-                               np.full(network.n_line, np.nan), np.nan, np.nan, np.nan)
+        return PowerFlowResult(
+            False,
+            np.full(network.n_bus, np.nan),
+            np.full(network.n_line, np.nan),
+            np.nan,
+            np.nan,
+            np.nan,
+        )
     return PowerFlowResult(
         True,
         net.res_bus.vm_pu.to_numpy(),

@@ -1,4 +1,4 @@
-"""Load profiles of the feeder's conventional load: a factor of its nominal (peak) load over time."""
+"""Load profiles of the feeder's conventional load: a factor of its nominal (peak) load."""
 
 from __future__ import annotations
 
@@ -11,8 +11,32 @@ from simgrid.errors import ConfigError
 
 # IEEE Reliability Test System (1979), Table 4: hourly load in % of daily peak, winter weekday.
 # A standard, citable daily shape; the case's own loads are taken as the daily peak.
-_RTS_WINTER_WEEKDAY_PCT = (67, 63, 60, 59, 59, 60, 74, 86, 95, 96, 96, 95,
-                           95, 95, 93, 94, 99, 100, 100, 96, 91, 83, 73, 63)
+_RTS_WINTER_WEEKDAY_PCT = (
+    67,
+    63,
+    60,
+    59,
+    59,
+    60,
+    74,
+    86,
+    95,
+    96,
+    96,
+    95,
+    95,
+    95,
+    93,
+    94,
+    99,
+    100,
+    100,
+    96,
+    91,
+    83,
+    73,
+    63,
+)
 DAY_S = 86400.0
 
 

@@ -19,8 +19,16 @@ from simgrid.network import Network, build_network
 from simgrid.profiles import load_profile
 from simgrid.types import DispatchPolicy
 
-_VERSIONED = ("pandapower", "lightsim2grid", "simpy", "numpy", "xarray", "netCDF4", "pyomo",
-              "highspy")
+_VERSIONED = (
+    "pandapower",
+    "lightsim2grid",
+    "simpy",
+    "numpy",
+    "xarray",
+    "netCDF4",
+    "pyomo",
+    "highspy",
+)
 
 
 def package_versions() -> dict[str, str]:
@@ -70,9 +78,13 @@ def run_attrs(cfg: RunConfig, network: Network, policy_name: str) -> dict[str, o
     return attrs
 
 
-def run(cfg: RunConfig, *, policy: DispatchPolicy | None = None,
-        inputs: SimulationInputs | None = None,
-        progress: Callable[[float], None] | None = None) -> xr.Dataset:
+def run(
+    cfg: RunConfig,
+    *,
+    policy: DispatchPolicy | None = None,
+    inputs: SimulationInputs | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> xr.Dataset:
     """One closed-loop run with metrics and attributes; `inputs` reuses a prepared network."""
     inputs = inputs if inputs is not None else prepare(cfg)
     ds = simulate(inputs, policy, progress=progress)
@@ -88,8 +100,11 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        encoding = {name: {"zlib": True, "complevel": 1}
-                    for name, var in ds.data_vars.items() if var.ndim >= 2}
+        encoding = {
+            name: {"zlib": True, "complevel": 1}
+            for name, var in ds.data_vars.items()
+            if var.ndim >= 2
+        }
         ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
         os.replace(tmp, path)
     except BaseException:

@@ -20,8 +20,9 @@ class EventKind(enum.StrEnum):
     LINE_OUTAGE = "line_outage"
 
 
-AI_EVENT_KINDS = frozenset({EventKind.RAMP_UP, EventKind.SURGE, EventKind.TRIP,
-                            EventKind.OSCILLATION})
+AI_EVENT_KINDS = frozenset(
+    {EventKind.RAMP_UP, EventKind.SURGE, EventKind.TRIP, EventKind.OSCILLATION}
+)
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,12 @@ class Event:
         """Instants at which this event changes the system (its breakpoints)."""
         s = self.start_s
         if self.kind in (EventKind.RAMP_UP, EventKind.SURGE):
-            pts = (s, s + self.ramp_s, s + self.ramp_s + self.duration_s,
-                   s + 2 * self.ramp_s + self.duration_s)
+            pts = (
+                s,
+                s + self.ramp_s,
+                s + self.ramp_s + self.duration_s,
+                s + 2 * self.ramp_s + self.duration_s,
+            )
         elif self.kind is EventKind.TRIP:
             pts = (s, s + self.ramp_s, s + self.ramp_s + self.duration_s, self.end_s)
         else:

@@ -8,8 +8,9 @@ import sys
 import pytest
 import xarray as xr
 
-from conftest import MINIMAL, REPO
 from simgrid.cli import main
+
+from conftest import MINIMAL, REPO
 
 CAMPUS = """
 [[campus]]
@@ -24,34 +25,68 @@ BAD = [
     ("typo in a key", MINIMAL.replace("dt_s = 60", "dt_sec = 60"), "run.dt_sec"),
     ("negative step", MINIMAL.replace("dt_s = 60", "dt_s = -5"), "run.dt_s"),
     ("step longer than horizon", MINIMAL.replace("dt_s = 60", "dt_s = 7200"), "run.dt_s"),
-    ("text for a number", MINIMAL.replace("horizon_s = 3600", "horizon_s = 'a day'"),
-     "run.horizon_s"),
+    (
+        "text for a number",
+        MINIMAL.replace("horizon_s = 3600", "horizon_s = 'a day'"),
+        "run.horizon_s",
+    ),
     ("unknown case", MINIMAL.replace('case = "case33bw"', 'case = "case9999"'), "network.case"),
-    ("missing network file", MINIMAL.replace('case = "case33bw"', 'file = "nope.json"'),
-     "network.file"),
-    ("inverted voltage limits", MINIMAL.replace("[upstream]", "v_min_pu = 1.05\nv_max_pu = 0.95"
-                                                "\n[upstream]"), "network.v_max_pu"),
+    (
+        "missing network file",
+        MINIMAL.replace('case = "case33bw"', 'file = "nope.json"'),
+        "network.file",
+    ),
+    (
+        "inverted voltage limits",
+        MINIMAL.replace("[upstream]", "v_min_pu = 1.05\nv_max_pu = 0.95\n[upstream]"),
+        "network.v_max_pu",
+    ),
     ("missing upstream band", MINIMAL.replace("band_mw = 0.1\n", ""), "upstream.band_mw"),
-    ("unknown event kind", MINIMAL + CAMPUS + "[[event]]\nkind = 'meteor'\nstart_s = 10\n",
-     "event[0].kind"),
-    ("event on an unknown campus", MINIMAL + CAMPUS + "[[event]]\nkind = 'trip'\n"
-     "campus = 'nowhere'\nstart_s = 10\n", "event[0].campus"),
-    ("trip fraction above one", MINIMAL + CAMPUS + "[[event]]\nkind = 'trip'\ncampus = 'dc'\n"
-     "start_s = 10\nfraction = 1.5\n", "event[0].fraction"),
-    ("event after the horizon", MINIMAL + CAMPUS + "[[event]]\nkind = 'trip'\ncampus = 'dc'\n"
-     "start_s = 99999\n", "event[0].start_s"),
-    ("campus bus not in the network", MINIMAL + CAMPUS.replace("bus = 2", "bus = 99"),
-     "campus[0].bus"),
-    ("outage of a line that does not exist", MINIMAL + "[[event]]\nkind = 'line_outage'\n"
-     "line = 400\nstart_s = 10\n", "event[0].line"),
+    (
+        "unknown event kind",
+        MINIMAL + CAMPUS + "[[event]]\nkind = 'meteor'\nstart_s = 10\n",
+        "event[0].kind",
+    ),
+    (
+        "event on an unknown campus",
+        MINIMAL + CAMPUS + "[[event]]\nkind = 'trip'\ncampus = 'nowhere'\nstart_s = 10\n",
+        "event[0].campus",
+    ),
+    (
+        "trip fraction above one",
+        MINIMAL + CAMPUS + "[[event]]\nkind = 'trip'\ncampus = 'dc'\n"
+        "start_s = 10\nfraction = 1.5\n",
+        "event[0].fraction",
+    ),
+    (
+        "event after the horizon",
+        MINIMAL + CAMPUS + "[[event]]\nkind = 'trip'\ncampus = 'dc'\nstart_s = 99999\n",
+        "event[0].start_s",
+    ),
+    (
+        "campus bus not in the network",
+        MINIMAL + CAMPUS.replace("bus = 2", "bus = 99"),
+        "campus[0].bus",
+    ),
+    (
+        "outage of a line that does not exist",
+        MINIMAL + "[[event]]\nkind = 'line_outage'\nline = 400\nstart_s = 10\n",
+        "event[0].line",
+    ),
     ("duplicate campus names", MINIMAL + CAMPUS + CAMPUS, "campus[1].name"),
     ("zero power factor", MINIMAL + CAMPUS + "power_factor = 0\n", "campus[0].power_factor"),
-    ("unknown key in an event", MINIMAL + CAMPUS + "[[event]]\nkind = 'surge'\ncampus = 'dc'\n"
-     "start_s = 10\nmagnitude_mw = 0.1\nramp_mins = 3\n", "event[0].ramp_mins"),
+    (
+        "unknown key in an event",
+        MINIMAL + CAMPUS + "[[event]]\nkind = 'surge'\ncampus = 'dc'\n"
+        "start_s = 10\nmagnitude_mw = 0.1\nramp_mins = 3\n",
+        "event[0].ramp_mins",
+    ),
     ("broken TOML", MINIMAL + "[[event]\n", "not valid TOML"),
-    ("bad load profile CSV", MINIMAL.replace('load_profile = "flat"',
-                                             'load_profile = "profile.csv"'),
-     "network.load_profile"),
+    (
+        "bad load profile CSV",
+        MINIMAL.replace('load_profile = "flat"', 'load_profile = "profile.csv"'),
+        "network.load_profile",
+    ),
 ]
 
 
@@ -86,16 +121,29 @@ def test_bad_output_path_is_refused_before_running(tmp_path, capsys):
     assert len(err) == 2 and all(line.startswith("simgrid: error: --out") for line in err)
 
 
-REQUIRED = ("ai_load_mw", "import_mw", "import_schedule_mw", "imbalance_mw", "unserved_mw",
-            "vm_pu", "line_loading_percent", "pf_converged", "unserved_energy_mwh",
-            "imbalance_energy_mwh", "peak_imbalance_mw", "voltage_violation_s",
-            "restoration_time_s")
+REQUIRED = (
+    "ai_load_mw",
+    "import_mw",
+    "import_schedule_mw",
+    "imbalance_mw",
+    "unserved_mw",
+    "vm_pu",
+    "line_loading_percent",
+    "pf_converged",
+    "unserved_energy_mwh",
+    "imbalance_energy_mwh",
+    "peak_imbalance_mw",
+    "voltage_violation_s",
+    "restoration_time_s",
+)
 
 
 def test_run_writes_the_documented_dataset(tmp_path, capsys):
     cfg = tmp_path / "ok.toml"
-    cfg.write_text(MINIMAL + CAMPUS + "[[event]]\nkind = 'trip'\ncampus = 'dc'\nstart_s = 600\n"
-                   "duration_s = 600\n")
+    cfg.write_text(
+        MINIMAL + CAMPUS + "[[event]]\nkind = 'trip'\ncampus = 'dc'\nstart_s = 600\n"
+        "duration_s = 600\n"
+    )
     out = tmp_path / "run.nc"
     assert main(["run", str(cfg), "--out", str(out), "--seed", "5", "--no-progress"]) == 0
     assert "unserved energy" in capsys.readouterr().out
@@ -116,7 +164,11 @@ def test_run_writes_the_documented_dataset(tmp_path, capsys):
 def test_console_script_exit_code_is_2_on_bad_input(tmp_path):
     cfg = tmp_path / "bad.toml"
     cfg.write_text(MINIMAL.replace("dt_s = 60", "dt_s = 0"))
-    proc = subprocess.run([sys.executable, "-m", "simgrid.cli", "validate", str(cfg)],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "simgrid.cli", "validate", str(cfg)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "run.dt_s" in proc.stderr

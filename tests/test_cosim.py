@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import simpy
 
-from conftest import MINIMAL, config_from_toml, network
+from simgrid.config import UpstreamConfig
 from simgrid.cosim import SimulationInputs, simulate
 from simgrid.cosim.loads import CampusLoad, Ramp, Sine
 from simgrid.cosim.simulation import Clock, UpstreamFollower
-from simgrid.config import UpstreamConfig
 from simgrid.profiles import flat
 from simgrid.types import Campus, GridState, SetPoints
+
+from conftest import MINIMAL, config_from_toml, network
 
 CAMPUS = """
 [[campus]]
@@ -34,7 +35,10 @@ def _at(ds, name, t_s):
 
 
 def test_ramp_is_linear_in_time_at_mid_ramp_instants():
-    ds = _run(MINIMAL + CAMPUS + """
+    ds = _run(
+        MINIMAL
+        + CAMPUS
+        + """
 [[event]]
 kind = "ramp_up"
 campus = "dc"
@@ -42,11 +46,20 @@ start_s = 600
 magnitude_mw = 1.0
 ramp_s = 300
 duration_s = 600
-""")
+"""
+    )
     base = 0.5
     assert _at(ds, "ai_load_mw", 540) == pytest.approx(base, abs=MW_TOL)
-    for t, frac in ((600, 0.0), (660, 0.2), (720, 0.4), (780, 0.6), (900, 1.0), (1500, 1.0),
-                    (1560, 0.8), (1800, 0.0)):
+    for t, frac in (
+        (600, 0.0),
+        (660, 0.2),
+        (720, 0.4),
+        (780, 0.6),
+        (900, 1.0),
+        (1500, 1.0),
+        (1560, 0.8),
+        (1800, 0.0),
+    ):
         assert _at(ds, "ai_load_mw", t) == pytest.approx(base + frac, abs=MW_TOL), t
 
 
@@ -59,7 +72,10 @@ def test_ramp_value_between_grid_points():
 
 
 def test_event_instants_off_the_grid_become_event_steps():
-    ds = _run(MINIMAL + CAMPUS + """
+    ds = _run(
+        MINIMAL
+        + CAMPUS
+        + """
 [[event]]
 kind = "trip"
 campus = "dc"
@@ -67,7 +83,8 @@ start_s = 1234.5
 fraction = 0.8
 duration_s = 100
 return_ramp_s = 50
-""")
+"""
+    )
     t = ds["time"].to_numpy()
     for instant in (1234.5, 1334.5, 1384.5):
         assert instant in t
@@ -101,18 +118,20 @@ def test_stepper_runs_after_every_injection_at_the_same_instant():
     env.process(injector("b", 5))
     env.process(injector("c", 7))
     env.run(until=10)
-    assert log == [(5, "a"), (5, "b"), (5, "step(event=True)"), (7, "c"),
-                   (7, "step(event=True)")]
+    assert log == [(5, "a"), (5, "b"), (5, "step(event=True)"), (7, "c"), (7, "step(event=True)")]
 
 
 def test_line_outage_islands_load_until_repair():
-    ds = _run(MINIMAL + """
+    ds = _run(
+        MINIMAL
+        + """
 [[event]]
 kind = "line_outage"
 line = 27
 start_s = 600
 duration_s = 1200
-""")
+"""
+    )
     nw = network()
     downstream = nw.base_load_p_mw[[28, 29, 30, 31, 32]].sum()
     assert _at(ds, "unserved_mw", 540) == 0.0
@@ -128,7 +147,9 @@ duration_s = 1200
 
 
 def test_non_convergent_step_is_recorded_as_collapse_and_the_run_goes_on():
-    ds = _run(MINIMAL + """
+    ds = _run(
+        MINIMAL
+        + """
 [[campus]]
 name = "giant"
 bus = 17
@@ -142,7 +163,8 @@ start_s = 600
 magnitude_mw = 40.0
 ramp_s = 0
 duration_s = 300
-""")
+"""
+    )
     conv = ds["pf_converged"].to_numpy()
     t = ds["time"].to_numpy()
     collapsed = t[~conv]
@@ -179,7 +201,10 @@ class _ShedHalf:
 
 def test_dispatch_hook_is_called_at_events_and_interval_and_applied():
     policy = _ShedHalf(33)
-    ds = _run(MINIMAL + CAMPUS + """
+    ds = _run(
+        MINIMAL
+        + CAMPUS
+        + """
 [dispatch]
 redispatch_s = 900
 [[event]]
@@ -187,7 +212,9 @@ kind = "trip"
 campus = "dc"
 start_s = 1000
 duration_s = 600
-""", policy)
+""",
+        policy,
+    )
     # the interval fires at the first step on or after it is due
     assert policy.calls == [0.0, 900.0, 1000.0, 1600.0, 2520.0, 3420.0]
     shed = network().base_load_p_mw[17] * 0.5
@@ -198,13 +225,18 @@ duration_s = 600
 
 def test_upstream_follower_limits_magnitude_and_rate():
     f = UpstreamFollower(UpstreamConfig(band_mw=1.0, ramp_mw_per_min=0.5))
-    followed = [f.step(t, d) for t, d in ((0, 0.0), (60, 2.0), (120, 2.0), (180, 2.0),
-                                          (240, -2.0), (300, -2.0))]
+    followed = [
+        f.step(t, d)
+        for t, d in ((0, 0.0), (60, 2.0), (120, 2.0), (180, 2.0), (240, -2.0), (300, -2.0))
+    ]
     assert followed == pytest.approx([0.0, 0.5, 1.0, 1.0, 0.5, 0.0])
 
 
 def test_same_config_and_seed_give_identical_data():
-    text = MINIMAL + CAMPUS + """
+    text = (
+        MINIMAL
+        + CAMPUS
+        + """
 [[event]]
 kind = "oscillation"
 campus = "dc"
@@ -213,4 +245,5 @@ magnitude_mw = 0.2
 period_s = 97
 duration_s = 900
 """
+    )
     assert _run(text).identical(_run(text))

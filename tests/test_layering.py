@@ -9,12 +9,29 @@ PKG = Path(__file__).resolve().parents[1] / "simgrid"
 
 # A module may import simgrid modules of a strictly lower rank (or its own subpackage).
 RANK = {
-    "errors": 0, "types": 0, "config": 1, "profiles": 1, "network": 2, "powerflow": 3,
-    "metrics": 3, "scenarios": 3, "fcm": 3, "optimization": 4, "cosim": 5, "runner": 6,
-    "report": 6, "cli": 7, "__init__": 0,
+    "errors": 0,
+    "types": 0,
+    "config": 1,
+    "profiles": 1,
+    "network": 2,
+    "powerflow": 3,
+    "metrics": 3,
+    "scenarios": 3,
+    "fcm": 3,
+    "optimization": 4,
+    "cosim": 5,
+    "runner": 6,
+    "report": 6,
+    "cli": 7,
+    "__init__": 0,
 }
-ONLY_IN = {"simpy": {"cosim"}, "pyomo": {"optimization"}, "dask": {"runner"},
-           "pandapower": {"network", "powerflow"}, "lightsim2grid": {"powerflow"}}
+ONLY_IN = {
+    "simpy": {"cosim"},
+    "pyomo": {"optimization"},
+    "dask": {"runner"},
+    "pandapower": {"network", "powerflow"},
+    "lightsim2grid": {"powerflow"},
+}
 
 
 def _top(path: Path) -> str:

@@ -14,8 +14,7 @@ HOUR = 3600.0
 TOL = 1e-12
 
 
-def _ds(t_h, unserved, imbalance, vm=None, converged=None, starts_h=(), horizon_h=None,
-        **attrs):
+def _ds(t_h, unserved, imbalance, vm=None, converged=None, starts_h=(), horizon_h=None, **attrs):
     """A minimal run Dataset: hourly-ish samples, one bus unless vm says otherwise."""
     t = np.asarray(t_h, dtype=float) * HOUR
     n = len(t)
@@ -31,9 +30,13 @@ def _ds(t_h, unserved, imbalance, vm=None, converged=None, starts_h=(), horizon_
             "event_start_s": ("event", np.asarray(starts_h, dtype=float) * HOUR),
         },
         coords={"time": t, "event": np.arange(len(starts_h))},
-        attrs={"horizon_s": (horizon_h if horizon_h is not None else t_h[-1] + 1) * HOUR,
-               "unserved_tol_mw": 1e-6, "imbalance_tol_mw": 1e-6, "recovery_fraction": 0.9,
-               **attrs},
+        attrs={
+            "horizon_s": (horizon_h if horizon_h is not None else t_h[-1] + 1) * HOUR,
+            "unserved_tol_mw": 1e-6,
+            "imbalance_tol_mw": 1e-6,
+            "recovery_fraction": 0.9,
+            **attrs,
+        },
     )
     return ds
 
@@ -48,8 +51,7 @@ def test_energies_use_step_hold_until_the_horizon():
 
 def test_voltage_violation_duration_counts_low_high_and_collapse_but_not_dead_buses():
     vm = [[1.0, 1.0], [0.85, 1.0], [1.0, np.nan], [1.0, 1.12], [np.nan, np.nan], [1.0, 1.0]]
-    ds = _ds([0, 1, 2, 3, 4, 5], [0] * 6, [0] * 6, vm=vm,
-             converged=[1, 1, 1, 1, 0, 1], horizon_h=6)
+    ds = _ds([0, 1, 2, 3, 4, 5], [0] * 6, [0] * 6, vm=vm, converged=[1, 1, 1, 1, 0, 1], horizon_h=6)
     # bus 1 dead at 2 h is no violation; collapse at 4 h is
     assert metrics.voltage_violation_s(ds) == pytest.approx(3 * HOUR)
     viol = metrics.voltage_violation_pu(ds)
@@ -60,8 +62,13 @@ def test_voltage_violation_duration_counts_low_high_and_collapse_but_not_dead_bu
 
 def test_restoration_time_from_onset_until_everything_stays_within_tolerance():
     # onset at 1 h; imbalance gone at 3 h, unserved back at 4 h, a late blip at 5 h resolved at 6 h
-    ds = _ds([0, 1, 2, 3, 4, 5, 6, 7], [0, 1, 1, 1, 0, 0, 0, 0], [0, 2, 1, 0, 0, 0.5, 0, 0],
-             starts_h=[1], horizon_h=8)
+    ds = _ds(
+        [0, 1, 2, 3, 4, 5, 6, 7],
+        [0, 1, 1, 1, 0, 0, 0, 0],
+        [0, 2, 1, 0, 0, 0.5, 0, 0],
+        starts_h=[1],
+        horizon_h=8,
+    )
     assert metrics.restoration_time_s(ds) == pytest.approx(5 * HOUR)
     never = _ds([0, 1, 2], [0, 1, 1], [0, 0, 0], starts_h=[1])
     assert math.isnan(metrics.restoration_time_s(never))
@@ -83,31 +90,41 @@ def test_panteli_trapezoid_on_a_hand_drawn_curve():
     t = np.arange(11) * HOUR
     trap = metrics.trapezoid(t, d, np.full(11, HOUR), tol_mw=1e-6, recovery_fraction=0.9)
     assert trap == metrics.Trapezoid(
-        degradation_rate_mw_per_h=pytest.approx(4.0), depth_mw=4.0,
-        degraded_duration_h=pytest.approx(3.0), recovery_rate_mw_per_h=pytest.approx(4 / 3),
-        area_mwh=pytest.approx(20.0))
+        degradation_rate_mw_per_h=pytest.approx(4.0),
+        depth_mw=4.0,
+        degraded_duration_h=pytest.approx(3.0),
+        recovery_rate_mw_per_h=pytest.approx(4 / 3),
+        area_mwh=pytest.approx(20.0),
+    )
 
 
 def test_trapezoid_step_changes_are_instantaneous_and_unrecovered_is_nan():
     t = np.arange(4) * HOUR
-    step = metrics.trapezoid(t, np.array([0, 5, 5, 0.0]), np.full(4, HOUR), tol_mw=1e-6,
-                             recovery_fraction=0.9)
+    step = metrics.trapezoid(
+        t, np.array([0, 5, 5, 0.0]), np.full(4, HOUR), tol_mw=1e-6, recovery_fraction=0.9
+    )
     assert step.degradation_rate_mw_per_h == math.inf
     assert step.recovery_rate_mw_per_h == math.inf
     assert step.degraded_duration_h == pytest.approx(2.0)
-    stuck = metrics.trapezoid(t, np.array([0, 5, 5, 5.0]), np.full(4, HOUR), tol_mw=1e-6,
-                              recovery_fraction=0.9)
+    stuck = metrics.trapezoid(
+        t, np.array([0, 5, 5, 5.0]), np.full(4, HOUR), tol_mw=1e-6, recovery_fraction=0.9
+    )
     assert math.isnan(stuck.recovery_rate_mw_per_h)
     assert stuck.degraded_duration_h == pytest.approx(3.0)
-    calm = metrics.trapezoid(t, np.zeros(4), np.full(4, HOUR), tol_mw=1e-6,
-                             recovery_fraction=0.9)
+    calm = metrics.trapezoid(t, np.zeros(4), np.full(4, HOUR), tol_mw=1e-6, recovery_fraction=0.9)
     assert calm.depth_mw == 0.0 and calm.area_mwh == 0.0
 
 
 def test_with_metrics_adds_scalars_with_units():
     ds = _ds([0, 1], [0, 1], [0, 1], starts_h=[1], horizon_h=2)
     out = metrics.with_metrics(ds)
-    for name in ("unserved_energy_mwh", "imbalance_energy_mwh", "peak_imbalance_mw",
-                 "voltage_violation_s", "restoration_time_s", "event_served_depth_mw"):
+    for name in (
+        "unserved_energy_mwh",
+        "imbalance_energy_mwh",
+        "peak_imbalance_mw",
+        "voltage_violation_s",
+        "restoration_time_s",
+        "event_served_depth_mw",
+    ):
         assert "units" in out[name].attrs and "long_name" in out[name].attrs
     assert float(out["unserved_energy_mwh"]) == pytest.approx(1.0)

@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from conftest import network
 from simgrid.config import NetworkConfig
 from simgrid.network import build_network
 from simgrid.powerflow import PowerFlowEngine, runpp_reference
+
+from conftest import network
 
 # Baran & Wu (1989) base case, REFERENCE.md: losses 202.68 kW, V_min 0.91309 pu at bus 18
 # (index 17), slack 3.9177 MW / 2.4351 Mvar.
@@ -60,8 +61,7 @@ def test_engine_matches_runpp_on_perturbed_steps():
         mine, ref = engine.solve(p, q), runpp_reference(nw, p, q)
         assert np.max(np.abs(mine.vm_pu - ref.vm_pu)) < RUNPP_TOL_PU
         assert mine.import_mw == pytest.approx(ref.import_mw, abs=1e-5)
-        np.testing.assert_allclose(mine.line_loading_percent, ref.line_loading_percent,
-                                   atol=1e-3)
+        np.testing.assert_allclose(mine.line_loading_percent, ref.line_loading_percent, atol=1e-3)
 
 
 def test_line_outage_islands_downstream_buses():
@@ -84,7 +84,8 @@ def test_line_outage_islands_downstream_buses():
     engine.set_line_status(nw.line_in_service)
     assert engine.energised.all()
     assert _base_case(nw).losses_mw == pytest.approx(
-        engine.solve(nw.base_load_p_mw, nw.base_load_q_mvar).losses_mw, abs=1e-7)
+        engine.solve(nw.base_load_p_mw, nw.base_load_q_mvar).losses_mw, abs=1e-7
+    )
 
 
 def test_tie_line_closing_keeps_everyone_energised():

@@ -1,4 +1,4 @@
-"""Co-simulation layer: the simpy clock, event processes and the closed loop (simpy lives here only)."""
+"""Co-simulation layer: simpy clock, event processes, closed loop (the only simpy user)."""
 
 from simgrid.cosim.simulation import SimulationInputs, simulate
 

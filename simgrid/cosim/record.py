@@ -43,17 +43,31 @@ class Recorder:
         size = {"campus": len(inputs.config.campuses), "bus": nw.n_bus, "line": nw.n_line}
         self.t = np.empty(capacity)
         self.data = {
-            name: np.zeros((capacity, *(size[d] for d in dims)),
-                           dtype=bool if name in _BOOLS else float)
+            name: np.zeros(
+                (capacity, *(size[d] for d in dims)), dtype=bool if name in _BOOLS else float
+            )
             for name, (dims, _, _) in _SERIES.items()
         }
         self.n = 0
 
-    def record(self, *, t: float, is_event: bool, ai_p: np.ndarray, demand_mw: float,
-               res: PowerFlowResult, import_mw: float, schedule_mw: float, imbalance_mw: float,
-               unserved_mw: float, islanded_mw: float, shed: np.ndarray,
-               injection: np.ndarray, line_in_service: np.ndarray,
-               energised: np.ndarray) -> None:
+    def record(
+        self,
+        *,
+        t: float,
+        is_event: bool,
+        ai_p: np.ndarray,
+        demand_mw: float,
+        res: PowerFlowResult,
+        import_mw: float,
+        schedule_mw: float,
+        imbalance_mw: float,
+        unserved_mw: float,
+        islanded_mw: float,
+        shed: np.ndarray,
+        injection: np.ndarray,
+        line_in_service: np.ndarray,
+        energised: np.ndarray,
+    ) -> None:
         k, d = self.n, self.data
         self.t[k] = t
         d["is_event_step"][k] = is_event
@@ -80,45 +94,78 @@ class Recorder:
         n = self.n
         data_vars = {}
         for name, (dims, units, long_name) in _SERIES.items():
-            data_vars[name] = xr.Variable(("time", *dims), self.data[name][:n].copy(),
-                                          {"units": units, "long_name": long_name})
+            data_vars[name] = xr.Variable(
+                ("time", *dims),
+                self.data[name][:n].copy(),
+                {"units": units, "long_name": long_name},
+            )
         events = cfg.events
         ev = {
             "event_kind": (np.array([e.kind.value for e in events], dtype=str), "1", "event kind"),
             "event_start_s": (np.array([e.start_s for e in events]), "s", "event onset"),
-            "event_end_s": (np.array([e.end_s for e in events]), "s",
-                            "end of the disturbance (inf: lasts past the horizon)"),
-            "event_campus": (np.array([e.campus or "" for e in events], dtype=str), "1",
-                             "campus hit by the event ('' for a line outage)"),
-            "event_line": (np.array([-1 if e.line is None else e.line for e in events]), "1",
-                           "line taken out (-1 for an AI event)"),
-            "event_magnitude_mw": (np.array([e.magnitude_mw for e in events]), "MW",
-                                   "ramp / surge size or oscillation amplitude"),
-            "event_fraction": (np.array([e.fraction for e in events]), "1",
-                               "fraction of campus load lost in a trip"),
+            "event_end_s": (
+                np.array([e.end_s for e in events]),
+                "s",
+                "end of the disturbance (inf: lasts past the horizon)",
+            ),
+            "event_campus": (
+                np.array([e.campus or "" for e in events], dtype=str),
+                "1",
+                "campus hit by the event ('' for a line outage)",
+            ),
+            "event_line": (
+                np.array([-1 if e.line is None else e.line for e in events]),
+                "1",
+                "line taken out (-1 for an AI event)",
+            ),
+            "event_magnitude_mw": (
+                np.array([e.magnitude_mw for e in events]),
+                "MW",
+                "ramp / surge size or oscillation amplitude",
+            ),
+            "event_fraction": (
+                np.array([e.fraction for e in events]),
+                "1",
+                "fraction of campus load lost in a trip",
+            ),
         }
         for name, (values, units, long_name) in ev.items():
-            data_vars[name] = xr.Variable(("event",), values,
-                                          {"units": units, "long_name": long_name})
+            data_vars[name] = xr.Variable(
+                ("event",), values, {"units": units, "long_name": long_name}
+            )
         statics = {
             "bus_vn_kv": (("bus",), nw.vn_kv, "kV", "bus nominal voltage"),
             "line_from_bus": (("line",), nw.bus_index[nw.line_from], "1", "line from bus"),
             "line_to_bus": (("line",), nw.bus_index[nw.line_to], "1", "line to bus"),
             "line_max_i_ka": (("line",), nw.line_max_i_ka, "kA", "line thermal rating"),
-            "campus_bus": (("campus",), np.array([c.bus for c in cfg.campuses], dtype=int),
-                           "1", "bus of the AI campus"),
-            "campus_p_nom_mw": (("campus",), np.array([c.p_nom_mw for c in cfg.campuses]),
-                                "MW", "AI campus nameplate"),
+            "campus_bus": (
+                ("campus",),
+                np.array([c.bus for c in cfg.campuses], dtype=int),
+                "1",
+                "bus of the AI campus",
+            ),
+            "campus_p_nom_mw": (
+                ("campus",),
+                np.array([c.p_nom_mw for c in cfg.campuses]),
+                "MW",
+                "AI campus nameplate",
+            ),
         }
         for name, (dims, values, units, long_name) in statics.items():
             data_vars[name] = xr.Variable(dims, values, {"units": units, "long_name": long_name})
         coords = {
-            "time": ("time", self.t[:n].copy(),
-                     {"units": "s", "long_name": "seconds since the start of the run"}),
+            "time": (
+                "time",
+                self.t[:n].copy(),
+                {"units": "s", "long_name": "seconds since the start of the run"},
+            ),
             "bus": ("bus", nw.bus_index, {"long_name": "pandapower bus index (0-based)"}),
             "line": ("line", np.arange(nw.n_line), {"long_name": "pandapower line index"}),
-            "campus": ("campus", np.array([c.name for c in cfg.campuses], dtype=str),
-                       {"long_name": "AI campus name"}),
+            "campus": (
+                "campus",
+                np.array([c.name for c in cfg.campuses], dtype=str),
+                {"long_name": "AI campus name"},
+            ),
             "event": ("event", np.arange(len(events)), {"long_name": "event number in config"}),
         }
         return xr.Dataset(data_vars, coords=coords)

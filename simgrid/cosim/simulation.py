@@ -44,12 +44,20 @@ def check_inputs(cfg: RunConfig, network: Network) -> None:
     """Reject campus buses and event lines that the network does not have."""
     for i, c in enumerate(cfg.campuses):
         if not 0 <= c.bus < network.n_bus:
-            raise ConfigError(cfg.source, f"campus[{i}].bus", c.bus,
-                              f"must be a bus index of {network.name} (0..{network.n_bus - 1})")
+            raise ConfigError(
+                cfg.source,
+                f"campus[{i}].bus",
+                c.bus,
+                f"must be a bus index of {network.name} (0..{network.n_bus - 1})",
+            )
     for i, e in enumerate(cfg.events):
         if e.line is not None and not 0 <= e.line < network.n_line:
-            raise ConfigError(cfg.source, f"event[{i}].line", e.line,
-                              f"must be a line index of {network.name} (0..{network.n_line - 1})")
+            raise ConfigError(
+                cfg.source,
+                f"event[{i}].line",
+                e.line,
+                f"must be a line index of {network.name} (0..{network.n_line - 1})",
+            )
 
 
 def max_steps(cfg: RunConfig) -> int:
@@ -187,8 +195,12 @@ def _ticker(env: simpy.Environment, clock: Clock, cfg: RunConfig):
         clock.request_step(event=False)
 
 
-def simulate(inputs: SimulationInputs, policy: DispatchPolicy | None = None, *,
-             progress: Callable[[float], None] | None = None) -> xr.Dataset:
+def simulate(
+    inputs: SimulationInputs,
+    policy: DispatchPolicy | None = None,
+    *,
+    progress: Callable[[float], None] | None = None,
+) -> xr.Dataset:
     """Run the closed loop over the horizon and return the run Dataset (without metrics).
 
     `progress(dt)` is called after each step with the simulated seconds advanced.
@@ -229,25 +241,34 @@ def simulate(inputs: SimulationInputs, policy: DispatchPolicy | None = None, *,
             demand_q = nw.base_load_q_mvar * f
             if loads:
                 demand_p = demand_p + np.bincount(campus_bus, ai_p, minlength=nw.n_bus)
-                demand_q = demand_q + np.bincount(campus_bus, ai_p * campus_q_per_p,
-                                                  minlength=nw.n_bus)
-            schedule = schedule_engine.solve(nw.base_load_p_mw * f + sched_p,
-                                             nw.base_load_q_mvar * f + sched_q).import_mw
+                demand_q = demand_q + np.bincount(
+                    campus_bus, ai_p * campus_q_per_p, minlength=nw.n_bus
+                )
+            schedule = schedule_engine.solve(
+                nw.base_load_p_mw * f + sched_p, nw.base_load_q_mvar * f + sched_q
+            ).import_mw
             engine.set_line_status(world.line_in_service)
             energised = engine.energised
             # dispatch, if due
             if is_event or t - last_dispatch_s >= cfg.dispatch.redispatch_s - 1e-9:
-                setpoints = policy.dispatch(GridState(
-                    t_s=t, is_event_step=is_event, demand_p_mw=demand_p,
-                    demand_q_mvar=demand_q, energised=energised,
-                    line_in_service=world.line_in_service, ai_load_mw=ai_p,
-                    import_schedule_mw=schedule, last_vm_pu=last_vm,
-                    last_import_mw=last_import))
+                setpoints = policy.dispatch(
+                    GridState(
+                        t_s=t,
+                        is_event_step=is_event,
+                        demand_p_mw=demand_p,
+                        demand_q_mvar=demand_q,
+                        energised=energised,
+                        line_in_service=world.line_in_service,
+                        ai_load_mw=ai_p,
+                        import_schedule_mw=schedule,
+                        last_vm_pu=last_vm,
+                        last_import_mw=last_import,
+                    )
+                )
                 last_dispatch_s = t
             # apply set-points (islanded buses get nothing), then solve
             shed = np.clip(setpoints.shed_mw, 0.0, np.maximum(demand_p, 0.0)) * energised
-            keep = np.divide(demand_p - shed, demand_p, out=np.ones(nw.n_bus),
-                             where=demand_p > 0)
+            keep = np.divide(demand_p - shed, demand_p, out=np.ones(nw.n_bus), where=demand_p > 0)
             net_p = (demand_p - shed - setpoints.p_injection_mw) * energised
             net_q = (demand_q * keep - setpoints.q_injection_mvar) * energised
             res = engine.solve(net_p, net_q)
@@ -260,11 +281,22 @@ def simulate(inputs: SimulationInputs, policy: DispatchPolicy | None = None, *,
                 import_mw = 0.0
                 unserved = float(demand_p.sum())
             followed = follower.step(t, import_mw - schedule)
-            rec.record(t=t, is_event=is_event, ai_p=ai_p, demand_mw=float(demand_p.sum()),
-                       res=res, import_mw=import_mw, schedule_mw=schedule,
-                       imbalance_mw=import_mw - schedule - followed, unserved_mw=unserved,
-                       islanded_mw=islanded_mw, shed=shed, injection=setpoints.p_injection_mw,
-                       line_in_service=world.line_in_service, energised=energised)
+            rec.record(
+                t=t,
+                is_event=is_event,
+                ai_p=ai_p,
+                demand_mw=float(demand_p.sum()),
+                res=res,
+                import_mw=import_mw,
+                schedule_mw=schedule,
+                imbalance_mw=import_mw - schedule - followed,
+                unserved_mw=unserved,
+                islanded_mw=islanded_mw,
+                shed=shed,
+                injection=setpoints.p_injection_mw,
+                line_in_service=world.line_in_service,
+                energised=energised,
+            )
             last_vm = res.vm_pu if res.converged else None
             last_import = import_mw
             if progress is not None:
