@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -104,6 +102,21 @@ def test_unrated_lines_get_margin_times_base_current():
     np.testing.assert_allclose(res.line_loading_percent[live], 50.0, atol=1e-3)
 
 
+def _write_matpower_m(mpc: dict, path) -> None:
+    """A MATPOWER version-2 .m case file from a pandapower-made mpc dict."""
+
+    def matrix(a) -> str:
+        return "\n".join("\t" + "\t".join(repr(float(x)) for x in row) + ";" for row in a)
+
+    path.write_text(
+        f"function mpc = {path.stem}\nmpc.version = '2';\nmpc.baseMVA = {mpc['baseMVA']};\n"
+        + "".join(
+            f"mpc.{k} = [\n{matrix(mpc[k][:, :ncol])}\n];\n"
+            for k, ncol in (("bus", 13), ("gen", 21), ("branch", 13))  # the standard columns
+        )
+    )
+
+
 def test_json_and_matpower_files_load(tmp_path):
     import pandapower as pp
     import pandapower.networks as pn
@@ -113,10 +126,11 @@ def test_json_and_matpower_files_load(tmp_path):
     js = tmp_path / "feeder.json"
     pp.to_json(net, str(js))
     mat = tmp_path / "feeder.mat"
-    to_mpc(net, str(mat), init="flat")
-    for path in (js, mat):
+    mpc = to_mpc(net, str(mat), init="flat")["mpc"]
+    m = tmp_path / "feeder_m.m"
+    _write_matpower_m(mpc, m)
+    for path in (js, mat, m):
         nw = build_network(NetworkConfig(case=None, file=path))
         res = _base_case(nw)
         assert abs(res.losses_mw * 1e3 - LOSSES_KW) < LOSSES_TOL_KW, path.suffix
         assert abs(np.nanmin(res.vm_pu) - VMIN_PU) < VMIN_TOL_PU, path.suffix
-    json.loads(js.read_text())  # the fixture itself is plain JSON
