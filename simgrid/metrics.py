@@ -121,12 +121,18 @@ def event_windows(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
     return starts, ends
 
 
+AT_DEPTH_BAND = 0.05
+
+
 @dataclass(frozen=True)
 class Trapezoid:
     """Panteli et al. (2017) resilience trapezoid of a deficit curve D(t) >= 0 (MW).
 
-    Degradation from the first deficit to the first instant at full depth, a degraded phase at
+    Degradation from the first deficit to the first instant at depth, a degraded phase at
     depth, recovery until D <= (1 - recovery_fraction) * depth (Dobson & Ekisheva's threshold).
+    "At depth" means within `AT_DEPTH_BAND` of the maximum (or the tolerance, if larger): real
+    plateaus drift (a held ramp's deficit follows the daily load), and the idealised trapezoid
+    should not call that drift a slow degradation.
     Step semantics make a change inside one step instantaneous: its rate is inf. NaN: the
     phase did not happen within the window.
     """
@@ -154,7 +160,7 @@ def trapezoid(
         return Trapezoid(0.0, depth, 0.0, 0.0, area)
     t_h = np.asarray(t_s, dtype=float) / 3600.0
     i_onset = int(np.flatnonzero(d > tol_mw)[0])
-    at_depth = np.flatnonzero(d >= depth - tol_mw)
+    at_depth = np.flatnonzero(d >= depth - max(tol_mw, AT_DEPTH_BAND * depth))
     i_deep, i_last_deep = int(at_depth[0]), int(at_depth[-1])
     phi = _rate(depth, t_h[i_deep] - t_h[i_onset])
     if i_last_deep + 1 >= len(d):  # still at depth when the window closes

@@ -7,7 +7,6 @@ numpy arrays (bus order = position in `bus_index`).
 from __future__ import annotations
 
 import copy
-import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +15,6 @@ import numpy as np
 
 from simgrid.config import NetworkConfig
 from simgrid.errors import ConfigError, DataError
-
-log = logging.getLogger(__name__)
 
 # pandapower writes this (or similar huge numbers) when a case carries no thermal rating.
 _NO_RATING_KA = 1e4

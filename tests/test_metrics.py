@@ -128,3 +128,13 @@ def test_with_metrics_adds_scalars_with_units():
     ):
         assert "units" in out[name].attrs and "long_name" in out[name].attrs
     assert float(out["unserved_energy_mwh"]) == pytest.approx(1.0)
+
+
+def test_trapezoid_plateau_drift_within_the_band_is_not_degradation():
+    # a step to 4 MW that drifts to 4.15 MW (within 5 % of depth) before a step back to 0
+    t = np.arange(6) * HOUR
+    d = np.array([0, 4.0, 4.05, 4.1, 4.15, 0])
+    trap = metrics.trapezoid(t, d, np.full(6, HOUR), tol_mw=1e-6, recovery_fraction=0.9)
+    assert trap.depth_mw == pytest.approx(4.15)
+    assert trap.degradation_rate_mw_per_h == math.inf
+    assert trap.degraded_duration_h == pytest.approx(4.0)

@@ -7,7 +7,6 @@ after every injection at the same instant).
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,8 +23,6 @@ from simgrid.network import Network
 from simgrid.powerflow import PowerFlowEngine
 from simgrid.profiles import LoadProfile
 from simgrid.types import DispatchPolicy, DoNothing, Event, EventKind, GridState, SetPoints
-
-log = logging.getLogger(__name__)
 
 # simpy processes same-time events by (priority, insertion); URGENT=0, NORMAL=1.
 _LATE = 2
