@@ -11,7 +11,7 @@ Limits and tolerances are read from the Dataset's attributes: `v_min_pu`, `v_max
 from __future__ import annotations
 
 import math
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, dataclass
 
 import numpy as np
 import xarray as xr
@@ -180,68 +180,76 @@ def _rate(delta_mw: float, dt_h: float) -> float:
     return math.inf if dt_h <= 0 else float(delta_mw / dt_h)
 
 
-def event_metrics(ds: xr.Dataset) -> xr.Dataset:
-    """Per event (dim `event`): restoration time, energies and trapezoids within its window.
+_TRAPEZOID_UNITS = {
+    "degradation_rate_mw_per_h": "MW/h",
+    "depth_mw": "MW",
+    "degraded_duration_h": "h",
+    "recovery_rate_mw_per_h": "MW/h",
+    "area_mwh": "MWh",
+}
+_CURVES = {"served": "served-load", "tracking": "import-tracking"}
 
-    Two trapezoids: `served_*` on the served-load curve (deficit = unserved load) and
+
+def event_metrics(ds: xr.Dataset) -> xr.Dataset:
+    """Per event (dim `event`), within its window (onset to the next later onset or horizon).
+
+    Restoration time, unserved and imbalance energy, peak imbalance, voltage-violation time, and
+    two trapezoids: `served_*` on the served-load curve (deficit = unserved load) and
     `tracking_*` on import tracking (deficit = |imbalance|).
     """
     t = ds["time"].to_numpy()
     dur = step_durations_s(ds)
     ok = within_tolerance(ds)
-    unserved = ds["unserved_mw"].to_numpy()
-    imbalance = np.abs(ds["imbalance_mw"].to_numpy())
-    starts, ends = event_windows(ds)
-    names = [f.name for f in fields(Trapezoid)]
-    rows: dict[str, list[float]] = {"restoration_time_s": []}
-    for prefix in ("served", "tracking"):
-        for n in names:
-            rows[f"{prefix}_{n}"] = []
+    violated = voltage_violated(ds)
+    deficits = {
+        "served": ds["unserved_mw"].to_numpy(),
+        "tracking": np.abs(ds["imbalance_mw"].to_numpy()),
+    }
     tol = {"served": _attr(ds, "unserved_tol_mw"), "tracking": _attr(ds, "imbalance_tol_mw")}
+    plain = {
+        "restoration_time_s": (
+            "s",
+            "onset until imbalance, shedding and voltages are back "
+            "within tolerance, before the next event (NaN: not restored)",
+        ),
+        "unserved_energy_mwh": ("MWh", "unserved energy in the event window"),
+        "imbalance_energy_mwh": ("MWh", "energy of |imbalance| in the event window"),
+        "peak_imbalance_mw": ("MW", "peak |imbalance| in the event window"),
+        "voltage_violation_s": ("s", "time with voltage violations in the event window"),
+    }
+    rows: dict[str, list[float]] = {name: [] for name in plain}
+    for curve in _CURVES:
+        rows.update({f"{curve}_{n}": [] for n in _TRAPEZOID_UNITS})
+    starts, ends = event_windows(ds)
     for s0, s1 in zip(starts, ends, strict=True):
-        rows["restoration_time_s"].append(_restoration_s(t, ok, s0, s1))
         w = (t >= s0) & (t < s1)
-        # the window's last state holds only until the window closes
-        dw = np.minimum(dur[w], s1 - t[w]) if w.any() else dur[w]
-        for prefix, deficit in (("served", unserved), ("tracking", imbalance)):
+        dw = np.minimum(dur[w], s1 - t[w])  # the last state holds only until the window closes
+        rows["restoration_time_s"].append(_restoration_s(t, ok, s0, s1))
+        rows["unserved_energy_mwh"].append(float(np.sum(deficits["served"][w] * dw) / 3600))
+        rows["imbalance_energy_mwh"].append(float(np.sum(deficits["tracking"][w] * dw) / 3600))
+        rows["peak_imbalance_mw"].append(float(deficits["tracking"][w].max(initial=0.0)))
+        rows["voltage_violation_s"].append(float(np.sum(dw[violated[w]])))
+        for curve, deficit in deficits.items():
             trap = trapezoid(
                 t[w],
                 deficit[w],
                 dw,
-                tol_mw=tol[prefix],
+                tol_mw=tol[curve],
                 recovery_fraction=_attr(ds, "recovery_fraction"),
             )
-            for n, v in zip(names, astuple(trap), strict=True):
-                rows[f"{prefix}_{n}"].append(v)
-    units = {
-        "restoration_time_s": "s",
-        "degradation_rate_mw_per_h": "MW/h",
-        "depth_mw": "MW",
-        "degraded_duration_h": "h",
-        "recovery_rate_mw_per_h": "MW/h",
-        "area_mwh": "MWh",
+            for n, v in zip(_TRAPEZOID_UNITS, astuple(trap), strict=True):
+                rows[f"{curve}_{n}"].append(v)
+    attrs = {name: {"units": u, "long_name": ln} for name, (u, ln) in plain.items()}
+    for curve, label in _CURVES.items():
+        for n, units in _TRAPEZOID_UNITS.items():
+            attrs[f"{curve}_{n}"] = {
+                "units": units,
+                "long_name": f"Panteli trapezoid on the {label} curve: {n.replace('_', ' ')}",
+            }
+    out = {
+        f"event_{name}": xr.Variable(("event",), np.array(values, dtype=float), attrs[name])
+        for name, values in rows.items()
     }
-    out = {}
-    for name, values in rows.items():
-        base = name.split("_", 1)[1] if name.startswith(("served_", "tracking_")) else name
-        curve = (
-            "served-load"
-            if name.startswith("served_")
-            else "import-tracking"
-            if name.startswith("tracking_")
-            else ""
-        )
-        long_name = (
-            f"Panteli trapezoid on the {curve} curve: {base.replace('_', ' ')}"
-            if curve
-            else "onset until imbalance, shedding and voltages are back within "
-            "tolerance until the next event (NaN: not restored)"
-        )
-        out[f"event_{name}"] = xr.Variable(
-            ("event",),
-            np.array(values, dtype=float),
-            {"units": units[base], "long_name": long_name},
-        )
     return xr.Dataset(out, coords={"event": ds["event"]})
 
 
