@@ -237,7 +237,7 @@ def parse_config(
     )
     dis.done()
 
-    campuses = tuple(_campus(t) for t in root.tables("campus"))
+    campuses = tuple(_campus(t, base_dir) for t in root.tables("campus"))
     names = [c.name for c in campuses]
     for i, c in enumerate(campuses):
         if names.index(c.name) != i:
@@ -274,17 +274,7 @@ def _network(t: _Table, base_dir: Path) -> NetworkConfig:
     else:
         case = t.string("case", "case33bw", choices=BUILTIN_CASES)
     scale = t.number("scale_to_peak_mw", lo=0, lo_open=True) if t.has("scale_to_peak_mw") else None
-    profile = t.string("load_profile", "diurnal")
-    profile_file = None
-    if profile not in LOAD_PROFILES:
-        profile_file = base_dir / profile
-        if profile_file.suffix.lower() != ".csv":
-            raise t.fail(
-                "load_profile",
-                f"must be one of {', '.join(LOAD_PROFILES)} or a .csv file (t_s,factor)",
-            )
-        if not profile_file.is_file():
-            raise t.fail("load_profile", f"file not found ({profile_file})")
+    profile, profile_file = _profile(t, "load_profile", "diurnal", base_dir)
     v_min = t.number("v_min_pu", 0.90, lo=0, lo_open=True)
     v_max = t.number("v_max_pu", 1.10, lo=0, lo_open=True)
     if v_max <= v_min:
@@ -304,13 +294,29 @@ def _network(t: _Table, base_dir: Path) -> NetworkConfig:
     return cfg
 
 
-def _campus(t: _Table) -> Campus:
+def _profile(t: _Table, key: str, default: str, base_dir: Path) -> tuple[str, Path | None]:
+    """A built-in profile name, or a CSV file (t_s,factor) relative to the config."""
+    name = t.string(key, default)
+    if name in LOAD_PROFILES:
+        return name, None
+    file = base_dir / name
+    if file.suffix.lower() != ".csv":
+        raise t.fail(key, f"must be one of {', '.join(LOAD_PROFILES)} or a .csv file (t_s,factor)")
+    if not file.is_file():
+        raise t.fail(key, f"file not found ({file})")
+    return name, file
+
+
+def _campus(t: _Table, base_dir: Path = Path(".")) -> Campus:
+    profile, profile_file = _profile(t, "utilisation_profile", "flat", base_dir)
     campus = Campus(
         name=t.string("name"),
         bus=t.integer("bus", lo=0),
         p_nom_mw=t.number("p_nom_mw", lo=0, lo_open=True),
         base_utilisation=t.number("base_utilisation", 1.0, lo=0, hi=1),
         power_factor=t.number("power_factor", 0.98, lo=0, lo_open=True, hi=1),
+        profile=profile,
+        profile_file=profile_file,
     )
     t.done()
     return campus

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from simgrid.errors import ConfigError
+from simgrid.types import Campus
 
 # IEEE Reliability Test System (1979), Table 4: hourly load in % of daily peak, winter weekday.
 # A standard, citable daily shape; the case's own loads are taken as the daily peak.
@@ -65,9 +66,10 @@ def diurnal() -> LoadProfile:
     return LoadProfile(t, np.array(_RTS_WINTER_WEEKDAY_PCT, dtype=float) / 100.0, DAY_S)
 
 
-def from_csv(path: Path, source: str = "<config>") -> LoadProfile:
+def from_csv(
+    path: Path, source: str = "<config>", key: str = "network.load_profile"
+) -> LoadProfile:
     """Read `t_s,factor` rows (a header line is allowed); linear in between, held at the ends."""
-    key = "network.load_profile"
     try:
         rows = np.genfromtxt(path, delimiter=",", skip_header=0, dtype=float)
     except (OSError, ValueError) as exc:
@@ -84,7 +86,16 @@ def from_csv(path: Path, source: str = "<config>") -> LoadProfile:
     return LoadProfile(t, f)
 
 
-def load_profile(name: str, file: Path | None, source: str = "<config>") -> LoadProfile:
+def load_profile(
+    name: str, file: Path | None, source: str = "<config>", key: str = "network.load_profile"
+) -> LoadProfile:
     if file is not None:
-        return from_csv(file, source)
+        return from_csv(file, source, key)
     return {"flat": flat, "diurnal": diurnal}[name]()
+
+
+def campus_profile(campus: Campus, source: str = "<config>") -> LoadProfile:
+    """The base utilisation shape of an AI campus."""
+    return load_profile(
+        campus.profile, campus.profile_file, source, f"campus {campus.name}: utilisation_profile"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -27,13 +28,20 @@ AI_EVENT_KINDS = frozenset(
 
 @dataclass(frozen=True)
 class Campus:
-    """An AI campus: a load of nameplate `p_nom_mw` at `bus`, running at `base_utilisation`."""
+    """An AI campus: a load of nameplate `p_nom_mw` at `bus`.
+
+    Without events it draws base_utilisation x p_nom_mw x profile(t), where `profile` is
+    `flat` (training), `diurnal` (inference follows the daily shape) or a CSV file
+    (`profile_file`, columns t_s,factor).
+    """
 
     name: str
     bus: int
     p_nom_mw: float
     base_utilisation: float
     power_factor: float = 0.98
+    profile: str = "flat"
+    profile_file: Path | None = None
 
     @property
     def q_per_p(self) -> float:
@@ -64,6 +72,7 @@ class Event:
     return_ramp_s: float = 0.0
     fraction: float = 1.0
     period_s: float = 0.0
+    group: int = -1  # events drawn together (a coincident shock) share a group number
 
     @property
     def end_s(self) -> float:
@@ -74,21 +83,38 @@ class Event:
             return self.start_s + self.ramp_s + self.duration_s + self.return_ramp_s
         return self.start_s + self.duration_s
 
-    def instants_s(self) -> tuple[float, ...]:
-        """Instants at which this event changes the system (its breakpoints)."""
-        s = self.start_s
+    def knots(self) -> tuple[tuple[float, float], ...]:
+        """The event's effect as (instant, value) knots, linear in between, held after the last.
+
+        Value: MW added to the campus (ramp_up, surge), fraction of the campus load lost (trip),
+        oscillation amplitude in MW (oscillation), 1 while the line is out (line_outage).
+        Before the first knot the effect is 0. Knots at the same instant make a step. Only
+        finite instants are listed: an effect that lasts forever holds its last value.
+        """
+        s, r, d = self.start_s, self.ramp_s, self.duration_s
         if self.kind in (EventKind.RAMP_UP, EventKind.SURGE):
             pts = (
-                s,
-                s + self.ramp_s,
-                s + self.ramp_s + self.duration_s,
-                s + 2 * self.ramp_s + self.duration_s,
+                (s, 0.0),
+                (s + r, self.magnitude_mw),
+                (s + r + d, self.magnitude_mw),
+                (s + 2 * r + d, 0.0),
             )
         elif self.kind is EventKind.TRIP:
-            pts = (s, s + self.ramp_s, s + self.ramp_s + self.duration_s, self.end_s)
+            pts = (
+                (s, 0.0),
+                (s + r, self.fraction),
+                (s + r + d, self.fraction),
+                (s + r + d + self.return_ramp_s, 0.0),
+            )
+        elif self.kind is EventKind.OSCILLATION:
+            pts = ((s, self.magnitude_mw), (s + d, 0.0))
         else:
-            pts = (s, self.end_s)
-        return tuple(sorted({p for p in pts if math.isfinite(p)}))
+            pts = ((s, 1.0), (s + d, 0.0))
+        return tuple((t, v) for t, v in pts if math.isfinite(t))
+
+    def instants_s(self) -> tuple[float, ...]:
+        """Instants at which this event changes the system (its breakpoints)."""
+        return tuple(sorted({t for t, _ in self.knots()}))
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import simpy
 
+from simgrid.aiload import campus_load_mw
 from simgrid.config import UpstreamConfig
 from simgrid.cosim import SimulationInputs, simulate
 from simgrid.cosim.loads import CampusLoad, Ramp, Sine
 from simgrid.cosim.simulation import Clock, UpstreamFollower
-from simgrid.profiles import flat
+from simgrid.profiles import diurnal, flat
 from simgrid.types import Campus, GridState, SetPoints
 
 from conftest import MINIMAL, config_from_toml, network
@@ -64,10 +65,12 @@ duration_s = 600
 
 
 def test_ramp_value_between_grid_points():
-    load = CampusLoad(Campus("dc", 2, 2.0, 0.25), additive_mw={0: Ramp(100.0, 0.0, 400.0, 0.9)})
+    load = CampusLoad(
+        Campus("dc", 2, 2.0, 0.25), flat(), additive_mw={0: Ramp(100.0, 0.0, 400.0, 0.9)}
+    )
     assert load.p_mw(250.0) == pytest.approx(0.5 + 0.45)
     assert load.p_mw(123.4) == pytest.approx(0.5 + 0.9 * 23.4 / 300)
-    osc = CampusLoad(Campus("dc", 2, 2.0, 0.5), additive_mw={0: Sine(0.0, 0.3, 40.0)})
+    osc = CampusLoad(Campus("dc", 2, 2.0, 0.5), flat(), additive_mw={0: Sine(0.0, 0.3, 40.0)})
     assert osc.p_mw(10.0) == pytest.approx(1.3)
 
 
@@ -247,3 +250,53 @@ duration_s = 900
 """
     )
     assert _run(text).identical(_run(text))
+
+
+def test_event_processes_agree_with_the_vectorised_load_curve():
+    """Two formulations of the same physics: simpy processes step by step vs aiload at once."""
+    text = (
+        MINIMAL.replace("horizon_s = 3600", "horizon_s = 7200")
+        + """
+[[campus]]
+name = "dc"
+bus = 2
+p_nom_mw = 2.0
+base_utilisation = 0.5
+utilisation_profile = "diurnal"
+
+[[event]]
+kind = "ramp_up"
+campus = "dc"
+start_s = 300
+magnitude_mw = 0.6
+ramp_s = 450
+duration_s = 1200
+[[event]]
+kind = "surge"
+campus = "dc"
+start_s = 900
+magnitude_mw = 1.0
+ramp_s = 0
+[[event]]
+kind = "trip"
+campus = "dc"
+start_s = 1700.5
+fraction = 0.7
+ramp_s = 30
+duration_s = 600
+return_ramp_s = 900
+[[event]]
+kind = "oscillation"
+campus = "dc"
+start_s = 4000
+magnitude_mw = 0.2
+period_s = 130
+duration_s = 1500
+"""
+    )
+    cfg = config_from_toml(text)
+    ds = simulate(SimulationInputs(cfg, network(), flat()))
+    t = ds["time"].to_numpy()
+    expected = campus_load_mw(cfg.campuses[0], diurnal(), cfg.events, t)
+    np.testing.assert_allclose(ds["ai_load_mw"].to_numpy(), expected, atol=1e-12)
+    assert ds["ai_load_mw"].max() == pytest.approx(2.0)  # the nameplate clips the overlap

@@ -14,6 +14,7 @@ RANK = {
     "config": 1,
     "profiles": 1,
     "network": 2,
+    "aiload": 2,
     "powerflow": 3,
     "metrics": 3,
     "scenarios": 3,

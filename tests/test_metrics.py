@@ -142,8 +142,14 @@ def test_trapezoid_plateau_drift_within_the_band_is_not_degradation():
 
 def test_per_event_energies_peaks_and_violation_time_stay_in_their_windows():
     vm = [1.0, 0.8, 1.0, 1.0, 0.8, 1.0]
-    ds = _ds([0, 1, 2, 3, 4, 5], [0, 1, 0, 0, 2, 0], [0, -3, 0, 0, 1, 0], vm=vm,
-             starts_h=[1, 3], horizon_h=6)
+    ds = _ds(
+        [0, 1, 2, 3, 4, 5],
+        [0, 1, 0, 0, 2, 0],
+        [0, -3, 0, 0, 1, 0],
+        vm=vm,
+        starts_h=[1, 3],
+        horizon_h=6,
+    )
     ev = metrics.event_metrics(ds)
     assert ev["event_unserved_energy_mwh"].values == pytest.approx([1.0, 2.0])
     assert ev["event_imbalance_energy_mwh"].values == pytest.approx([3.0, 1.0])

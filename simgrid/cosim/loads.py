@@ -1,7 +1,8 @@
-"""Campus load as a function of time: a base plus event contributions set by event processes.
+"""Live campus load that event processes change at their own instants.
 
-Contributions are exact functions of time (linear ramps, sinusoids), so the load is right at
-any instant, not only on the step grid.
+Each event process installs, at each of its knots (`Event.knots`), the segment that runs to its
+next knot; the load at any instant is exact (linear ramps, sinusoids), not only on the grid.
+`simgrid.aiload.campus_load_mw` is the vectorised twin used for scenario sets.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from simgrid.profiles import LoadProfile
 from simgrid.types import Campus
 
 
@@ -46,15 +48,15 @@ class CampusLoad:
     """Live load of one campus: (base + additive MW) x prod(1 - tripped fraction), in [0, p_nom]."""
 
     campus: Campus
+    profile: LoadProfile
     additive_mw: dict[int, Ramp | Sine] = field(default_factory=dict)
     tripped_fraction: dict[int, Ramp] = field(default_factory=dict)
 
-    @property
-    def base_mw(self) -> float:
-        return self.campus.base_utilisation * self.campus.p_nom_mw
+    def base_mw(self, t_s: float) -> float:
+        return self.campus.base_utilisation * self.campus.p_nom_mw * float(self.profile.at(t_s))
 
     def p_mw(self, t_s: float) -> float:
-        p = self.base_mw + sum(c.at(t_s) for c in self.additive_mw.values())
+        p = self.base_mw(t_s) + sum(c.at(t_s) for c in self.additive_mw.values())
         for trip in self.tripped_fraction.values():
             p *= 1.0 - trip.at(t_s)
         return min(max(p, 0.0), self.campus.p_nom_mw)

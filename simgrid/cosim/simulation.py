@@ -21,7 +21,7 @@ from simgrid.cosim.record import Recorder
 from simgrid.errors import ConfigError
 from simgrid.network import Network
 from simgrid.powerflow import PowerFlowEngine
-from simgrid.profiles import LoadProfile
+from simgrid.profiles import LoadProfile, campus_profile
 from simgrid.types import DispatchPolicy, DoNothing, Event, EventKind, GridState, SetPoints
 
 # simpy processes same-time events by (priority, insertion); URGENT=0, NORMAL=1.
@@ -120,7 +120,7 @@ class _World:
     """Live state that event processes change and the stepper reads."""
 
     def __init__(self, cfg: RunConfig, network: Network) -> None:
-        self.loads = {c.name: CampusLoad(c) for c in cfg.campuses}
+        self.loads = {c.name: CampusLoad(c, campus_profile(c)) for c in cfg.campuses}
         self.base_line_in_service = network.line_in_service.copy()
         self.outages = np.zeros(network.n_line, dtype=int)
 
@@ -130,59 +130,42 @@ class _World:
 
 
 def _event_process(env: simpy.Environment, clock: Clock, world: _World, eid: int, ev: Event):
-    """One event as a simpy process acting at its own timestamps; every action is an event step."""
+    """One event as a simpy process acting at its own knots; every action is an event step.
 
-    def act() -> None:
+    At each knot it installs the segment that runs to the next knot (`Event.knots`).
+    """
+    knots = ev.knots()
+    for k, (t0, v0) in enumerate(knots):
+        yield env.timeout(t0 - env.now)
+        last = k + 1 == len(knots)
+        if ev.kind is EventKind.LINE_OUTAGE:
+            world.outages[ev.line] += 1 if v0 else -1
+        else:
+            load = world.loads[ev.campus]
+            segments = load.tripped_fraction if ev.kind is EventKind.TRIP else load.additive_mw
+            if ev.kind is EventKind.OSCILLATION:
+                segment = Sine(t0, v0, ev.period_s) if v0 else None
+            elif last:
+                segment = Ramp(t0, v0, t0, v0) if v0 else None
+            else:
+                t1, v1 = knots[k + 1]
+                segment = Ramp(t0, v0, t1, v1)
+            if segment is None:
+                segments.pop(eid, None)
+            else:
+                segments[eid] = segment
         clock.request_step(event=True)
 
-    yield env.timeout(ev.start_s - env.now)
-    t = env.now
-    if ev.kind is EventKind.LINE_OUTAGE:
-        world.outages[ev.line] += 1
-        act()
-        if math.isfinite(ev.duration_s):
-            yield env.timeout(ev.duration_s)
-            world.outages[ev.line] -= 1
-            act()
-        return
-    load = world.loads[ev.campus]
-    if ev.kind is EventKind.OSCILLATION:
-        load.additive_mw[eid] = Sine(t, ev.magnitude_mw, ev.period_s)
-        act()
-        yield env.timeout(ev.duration_s)
-        del load.additive_mw[eid]
-        act()
-        return
-    # ramp_up, surge: up over ramp_s, hold, back down at the same rate.
-    # trip: lose `fraction` of the load over ramp_s, stay down, return over return_ramp_s.
-    tripping = ev.kind is EventKind.TRIP
-    segments = load.tripped_fraction if tripping else load.additive_mw
-    peak = ev.fraction if tripping else ev.magnitude_mw
-    back_s = ev.return_ramp_s if tripping else ev.ramp_s
-    segments[eid] = Ramp(t, 0.0, t + ev.ramp_s, peak)
-    act()
-    if ev.ramp_s > 0:
-        yield env.timeout(ev.ramp_s)
-        act()
-    if not math.isfinite(ev.duration_s):
-        return
-    yield env.timeout(ev.duration_s)
-    t = env.now
-    segments[eid] = Ramp(t, peak, t + back_s, 0.0)
-    act()
-    yield env.timeout(back_s)
-    del segments[eid]
-    act()
 
-
-def _campus_base(cfg: RunConfig, nw: Network) -> tuple[np.ndarray, np.ndarray]:
-    p = np.zeros(nw.n_bus)
-    q = np.zeros(nw.n_bus)
-    for c in cfg.campuses:
-        base = c.base_utilisation * c.p_nom_mw
-        p[c.bus] += base
-        q[c.bus] += base * c.q_per_p
-    return p, q
+def _campus_base(
+    world: _World, bus: np.ndarray, q_per_p: np.ndarray, n_bus: int, t_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bus base campus load (no events) at t_s: what the schedule assumes."""
+    base = np.array([cl.base_mw(t_s) for cl in world.loads.values()])
+    return (
+        np.bincount(bus, base, minlength=n_bus),
+        np.bincount(bus, base * q_per_p, minlength=n_bus),
+    )
 
 
 def _ticker(env: simpy.Environment, clock: Clock, cfg: RunConfig):
@@ -207,7 +190,6 @@ def simulate(
     policy = policy if policy is not None else DoNothing(nw.n_bus)
     engine = PowerFlowEngine(nw)
     schedule_engine = PowerFlowEngine(nw)  # never sees shocks or outages
-    sched_p, sched_q = _campus_base(cfg, nw)
     follower = UpstreamFollower(cfg.upstream)
     rec = Recorder(inputs, max_steps(cfg))
     env = simpy.Environment()
@@ -241,6 +223,7 @@ def simulate(
                 demand_q = demand_q + np.bincount(
                     campus_bus, ai_p * campus_q_per_p, minlength=nw.n_bus
                 )
+            sched_p, sched_q = _campus_base(world, campus_bus, campus_q_per_p, nw.n_bus, t)
             schedule = schedule_engine.solve(
                 nw.base_load_p_mw * f + sched_p, nw.base_load_q_mvar * f + sched_q
             ).import_mw
