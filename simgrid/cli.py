@@ -70,7 +70,8 @@ def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from simgrid.config import load_config
-    from simgrid.runner import prepare, run, write_dataset
+    from simgrid.ncio import write_dataset
+from simgrid.runner import prepare, run
 
     cfg = load_config(args.config, seed=args.seed)
     out = Path(args.out) if args.out else Path("results") / f"{cfg.name}.nc"

@@ -87,8 +87,11 @@ class RunConfig:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
 
-class _Table:
-    """Typed, checked access to one TOML table; remembers which keys were read."""
+class Table:
+    """Typed, checked access to one TOML table; remembers which keys were read.
+
+    Shared by every TOML reader of simgrid (run configs, scenario specs, catalogues).
+    """
 
     def __init__(self, data: dict[str, Any], path: str, source: str) -> None:
         if not isinstance(data, dict):
@@ -160,16 +163,16 @@ class _Table:
             raise self.fail(name, f"must be one of {', '.join(choices)}")
         return v
 
-    def table(self, name: str) -> _Table:
+    def table(self, name: str) -> Table:
         self.used.add(name)
-        return _Table(self.data.get(name, {}), self.key(name), self.source)
+        return Table(self.data.get(name, {}), self.key(name), self.source)
 
-    def tables(self, name: str) -> list[_Table]:
+    def tables(self, name: str) -> list[Table]:
         self.used.add(name)
         items = self.data.get(name, [])
         if not isinstance(items, list):
             raise self.fail(name, "must be an array of tables ([[...]])")
-        return [_Table(item, f"{self.key(name)}[{i}]", self.source) for i, item in enumerate(items)]
+        return [Table(item, f"{self.key(name)}[{i}]", self.source) for i, item in enumerate(items)]
 
     def done(self) -> None:
         """Reject keys nobody asked for."""
@@ -208,7 +211,7 @@ def parse_config(
     seed: int | None = None,
 ) -> RunConfig:
     """Validate an already-parsed TOML document."""
-    root = _Table(data, "", source)
+    root = Table(data, "", source)
     run = root.table("run")
     name = run.string("name", "run")
     horizon_s = run.number("horizon_s", 86400.0, lo=0, lo_open=True)
@@ -216,7 +219,7 @@ def parse_config(
     file_seed = run.integer("seed", 0, lo=0)
     run.done()
 
-    network = _network(root.table("network"), base_dir)
+    network = parse_network(root.table("network"), base_dir)
     up = root.table("upstream")
     upstream = UpstreamConfig(
         band_mw=up.number("band_mw", lo=0),
@@ -237,7 +240,7 @@ def parse_config(
     )
     dis.done()
 
-    campuses = tuple(_campus(t, base_dir) for t in root.tables("campus"))
+    campuses = tuple(parse_campus(t, base_dir) for t in root.tables("campus"))
     names = [c.name for c in campuses]
     for i, c in enumerate(campuses):
         if names.index(c.name) != i:
@@ -260,7 +263,7 @@ def parse_config(
     )
 
 
-def _network(t: _Table, base_dir: Path) -> NetworkConfig:
+def parse_network(t: Table, base_dir: Path) -> NetworkConfig:
     if t.has("case") and t.has("file"):
         raise t.fail("file", "give either network.case or network.file, not both")
     file = None
@@ -274,7 +277,7 @@ def _network(t: _Table, base_dir: Path) -> NetworkConfig:
     else:
         case = t.string("case", "case33bw", choices=BUILTIN_CASES)
     scale = t.number("scale_to_peak_mw", lo=0, lo_open=True) if t.has("scale_to_peak_mw") else None
-    profile, profile_file = _profile(t, "load_profile", "diurnal", base_dir)
+    profile, profile_file = parse_profile(t, "load_profile", "diurnal", base_dir)
     v_min = t.number("v_min_pu", 0.90, lo=0, lo_open=True)
     v_max = t.number("v_max_pu", 1.10, lo=0, lo_open=True)
     if v_max <= v_min:
@@ -294,7 +297,7 @@ def _network(t: _Table, base_dir: Path) -> NetworkConfig:
     return cfg
 
 
-def _profile(t: _Table, key: str, default: str, base_dir: Path) -> tuple[str, Path | None]:
+def parse_profile(t: Table, key: str, default: str, base_dir: Path) -> tuple[str, Path | None]:
     """A built-in profile name, or a CSV file (t_s,factor) relative to the config."""
     name = t.string(key, default)
     if name in LOAD_PROFILES:
@@ -307,8 +310,8 @@ def _profile(t: _Table, key: str, default: str, base_dir: Path) -> tuple[str, Pa
     return name, file
 
 
-def _campus(t: _Table, base_dir: Path = Path(".")) -> Campus:
-    profile, profile_file = _profile(t, "utilisation_profile", "flat", base_dir)
+def parse_campus(t: Table, base_dir: Path = Path(".")) -> Campus:
+    profile, profile_file = parse_profile(t, "utilisation_profile", "flat", base_dir)
     campus = Campus(
         name=t.string("name"),
         bus=t.integer("bus", lo=0),
@@ -325,7 +328,7 @@ def _campus(t: _Table, base_dir: Path = Path(".")) -> Campus:
 _EVENT_KINDS = tuple(k.value for k in EventKind)
 
 
-def _event(t: _Table, campuses: set[str], horizon_s: float) -> Event:
+def _event(t: Table, campuses: set[str], horizon_s: float) -> Event:
     kind = EventKind(t.string("kind", choices=_EVENT_KINDS))
     start_s = t.number("start_s", lo=0)
     if start_s >= horizon_s:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from simgrid.config import NetworkConfig
 from simgrid.errors import ConfigError, DataError
+from simgrid.types import Campus, Event
 
 # pandapower writes this (or similar huge numbers) when a case carries no thermal rating.
 _NO_RATING_KA = 1e4
@@ -180,3 +182,29 @@ def build_network(cfg: NetworkConfig, source: str = "<config>") -> Network:
         base_load_p_mw=base_p,
         base_load_q_mvar=base_q,
     )
+
+
+def check_placement(
+    source: str,
+    campuses: Sequence[Campus],
+    events: Sequence[Event],
+    network: Network,
+    event_key: str = "event",
+) -> None:
+    """Reject campus buses and event lines that the network does not have."""
+    for i, c in enumerate(campuses):
+        if not 0 <= c.bus < network.n_bus:
+            raise ConfigError(
+                source,
+                f"campus[{i}].bus",
+                c.bus,
+                f"must be a bus index of {network.name} (0..{network.n_bus - 1})",
+            )
+    for i, e in enumerate(events):
+        if e.line is not None and not 0 <= e.line < network.n_line:
+            raise ConfigError(
+                source,
+                f"{event_key}[{i}].line",
+                e.line,
+                f"must be a line index of {network.name} (0..{network.n_line - 1})",
+            )

@@ -2,51 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
-from pathlib import Path
 
 import xarray as xr
 
-from simgrid import __version__
 from simgrid.config import RunConfig
 from simgrid.cosim import SimulationInputs, simulate
 from simgrid.metrics import with_metrics
-from simgrid.network import Network, build_network
+from simgrid.ncio import package_versions
+from simgrid.network import Network, build_network, check_placement
 from simgrid.profiles import load_profile
 from simgrid.types import DispatchPolicy
-
-_VERSIONED = (
-    "pandapower",
-    "lightsim2grid",
-    "simpy",
-    "numpy",
-    "xarray",
-    "netCDF4",
-    "pyomo",
-    "highspy",
-)
-
-
-def package_versions() -> dict[str, str]:
-    out = {"simgrid": __version__}
-    for name in _VERSIONED:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def prepare(cfg: RunConfig) -> SimulationInputs:
     """Build everything a run needs from its config (validates placements too)."""
-    from simgrid.cosim.simulation import check_inputs
-
     network = build_network(cfg.network, cfg.source)
-    check_inputs(cfg, network)
+    check_placement(cfg.source, cfg.campuses, cfg.events, network)
     profile = load_profile(cfg.network.load_profile, cfg.network.load_profile_file, cfg.source)
     return SimulationInputs(cfg, network, profile)
 
@@ -91,23 +64,3 @@ def run(
     name = type(policy).__name__ if policy is not None else "DoNothing"
     ds.attrs.update(run_attrs(cfg, inputs.network, name))
     return with_metrics(ds)
-
-
-def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
-    """Write NetCDF atomically: a temporary file beside the target, renamed when complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        encoding = {
-            name: {"zlib": True, "complevel": 1}
-            for name, var in ds.data_vars.items()
-            if var.ndim >= 2
-        }
-        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -7,7 +7,8 @@ import pytest
 import xarray as xr
 
 from simgrid.config import load_config
-from simgrid.runner import prepare, run, write_dataset
+from simgrid.ncio import write_dataset
+from simgrid.runner import prepare, run
 
 from conftest import REPO
 

@@ -10,6 +10,7 @@ PKG = Path(__file__).resolve().parents[1] / "simgrid"
 # A module may import simgrid modules of a strictly lower rank (or its own subpackage).
 RANK = {
     "errors": 0,
+    "ncio": 0,
     "types": 0,
     "config": 1,
     "profiles": 1,

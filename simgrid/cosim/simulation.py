@@ -18,8 +18,7 @@ import xarray as xr
 from simgrid.config import RunConfig, UpstreamConfig
 from simgrid.cosim.loads import CampusLoad, Ramp, Sine
 from simgrid.cosim.record import Recorder
-from simgrid.errors import ConfigError
-from simgrid.network import Network
+from simgrid.network import Network, check_placement
 from simgrid.powerflow import PowerFlowEngine
 from simgrid.profiles import LoadProfile, campus_profile
 from simgrid.types import DispatchPolicy, DoNothing, Event, EventKind, GridState, SetPoints
@@ -35,26 +34,6 @@ class SimulationInputs:
     config: RunConfig
     network: Network
     profile: LoadProfile
-
-
-def check_inputs(cfg: RunConfig, network: Network) -> None:
-    """Reject campus buses and event lines that the network does not have."""
-    for i, c in enumerate(cfg.campuses):
-        if not 0 <= c.bus < network.n_bus:
-            raise ConfigError(
-                cfg.source,
-                f"campus[{i}].bus",
-                c.bus,
-                f"must be a bus index of {network.name} (0..{network.n_bus - 1})",
-            )
-    for i, e in enumerate(cfg.events):
-        if e.line is not None and not 0 <= e.line < network.n_line:
-            raise ConfigError(
-                cfg.source,
-                f"event[{i}].line",
-                e.line,
-                f"must be a line index of {network.name} (0..{network.n_line - 1})",
-            )
 
 
 def max_steps(cfg: RunConfig) -> int:
@@ -186,7 +165,7 @@ def simulate(
     `progress(dt)` is called after each step with the simulated seconds advanced.
     """
     cfg, nw = inputs.config, inputs.network
-    check_inputs(cfg, nw)
+    check_placement(cfg.source, cfg.campuses, cfg.events, nw)
     policy = policy if policy is not None else DoNothing(nw.n_bus)
     engine = PowerFlowEngine(nw)
     schedule_engine = PowerFlowEngine(nw)  # never sees shocks or outages
