@@ -71,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from simgrid.config import load_config
     from simgrid.ncio import write_dataset
-from simgrid.runner import prepare, run
+    from simgrid.runner import prepare, run
 
     cfg = load_config(args.config, seed=args.seed)
     out = Path(args.out) if args.out else Path("results") / f"{cfg.name}.nc"
