@@ -1,0 +1,1 @@
+"""Monte Carlo demand-shock scenarios: specs, seeded sampling, ScenarioSets and reduction."""
