@@ -34,6 +34,32 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="output NetCDF file (default: results/<run name>.nc)")
     r.add_argument("--seed", type=int, help="override run.seed")
     r.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    r.add_argument(
+        "--scenarios",
+        metavar="FILE",
+        help="take campuses and events from a ScenarioSet instead of the config",
+    )
+    r.add_argument("--index", type=int, default=0, help="scenario of --scenarios (default 0)")
+    s = sub.add_parser(
+        "scenarios",
+        help="generate (or plot) a Monte Carlo ScenarioSet",
+        description=(
+            "simgrid scenarios SPEC --n N --seed S --out FILE [--reduce S] [--materialise] | "
+            "simgrid scenarios --plot FILE --out DIR"
+        ),
+    )
+    s.add_argument("spec", nargs="?", help="scenario spec (TOML)")
+    s.add_argument("--n", type=int, help="number of scenarios to draw")
+    s.add_argument("--seed", type=int, default=0, help="seed of the set (default 0)")
+    s.add_argument("--out", required=True, help="output .nc (generate) or folder (--plot)")
+    s.add_argument("--reduce", type=int, metavar="S", help="keep S representative scenarios")
+    s.add_argument(
+        "--materialise",
+        action="store_true",
+        help="also store ai_load_mw(scenario, time, campus), streamed in chunks",
+    )
+    s.add_argument("--plot", metavar="FILE", help="draw sample loads and distributions of a set")
+    s.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     v = sub.add_parser("validate", help="check a config (and its network) without running it")
     v.add_argument("config", help="run config (TOML)")
     return p
@@ -71,9 +97,11 @@ def _run(args: argparse.Namespace) -> int:
 
     from simgrid.config import load_config
     from simgrid.ncio import write_dataset
-    from simgrid.runner import prepare, run
+    from simgrid.runner import prepare, run, with_scenario
 
     cfg = load_config(args.config, seed=args.seed)
+    if args.scenarios:
+        cfg = with_scenario(cfg, args.scenarios, args.index)
     out = Path(args.out) if args.out else Path("results") / f"{cfg.name}.nc"
     _check_out(out)
     t0 = time.perf_counter()
@@ -117,6 +145,52 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scenarios(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    if args.plot:
+        from simgrid.report import plot_scenarios
+
+        if not Path(args.plot).is_file():
+            raise ConfigError("--plot", "FILE", args.plot, "file not found")
+        for png in plot_scenarios(args.plot, args.out):
+            print(f"simgrid: wrote {png}")
+        return 0
+    from simgrid.scenarios.reduce import reduce_set, with_distance
+    from simgrid.scenarios.scenarioset import build_context, generate, write_set
+    from simgrid.scenarios.spec import load_spec
+
+    if args.spec is None:
+        raise ConfigError("scenarios", "SPEC", None, "give a spec file (or --plot FILE)")
+    if args.n is None or args.n < 1:
+        raise ConfigError("scenarios", "--n", args.n, "must be an integer >= 1")
+    if args.seed < 0:
+        raise ConfigError("scenarios", "--seed", args.seed, "must be an integer >= 0")
+    if args.reduce is not None and not 1 <= args.reduce <= args.n:
+        raise ConfigError("scenarios", "--reduce", args.reduce, f"must be in 1..{args.n} (--n)")
+    out = Path(args.out)
+    _check_out(out)
+    t0 = time.perf_counter()
+    spec = load_spec(args.spec)
+    ctx = build_context(spec)
+    bar_args = {"delay": 2.0, "disable": args.no_progress, "leave": False}
+    with tqdm(total=args.n, unit="scenario", desc=spec.name, **bar_args) as bar:
+        ds = generate(ctx, args.seed, args.n, progress=bar.update)
+    ds = reduce_set(ds, args.reduce, args.seed) if args.reduce else with_distance(ds)
+    with tqdm(total=ds.sizes["scenario"], unit="scenario", desc="load curves", **bar_args) as bar:
+        write_set(ds, out, ctx=ctx if args.materialise else None, progress=bar.update)
+    counts = ds["n_events"].to_numpy()
+    print(
+        f"simgrid: {spec.name}: {args.n} scenarios drawn (seed {args.seed}), "
+        f"{ds.sizes['scenario']} written in {time.perf_counter() - t0:.1f} s -> {out}"
+    )
+    print(
+        f"  events per scenario: mean {counts.mean():.2f}, max {counts.max()}; "
+        f"reduction: {ds.attrs['reduction']}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -124,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        return {"run": _run, "validate": _validate}[args.command](args)
+        commands = {"run": _run, "validate": _validate, "scenarios": _scenarios}
+        return commands[args.command](args)
     except SimgridError as exc:
         print(f"simgrid: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

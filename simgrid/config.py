@@ -66,6 +66,17 @@ class DispatchConfig:
 
 
 @dataclass(frozen=True)
+class ScenarioRef:
+    """Where a run's campuses and events came from when taken from a ScenarioSet."""
+
+    file: str
+    index: int
+    source_index: int
+    seed: int
+    spec_sha256: str
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one `simgrid run` needs; `source` and `text_sha256` identify the file."""
 
@@ -81,6 +92,7 @@ class RunConfig:
     events: tuple[Event, ...]
     source: str
     text: str
+    scenario: ScenarioRef | None = None
 
     @property
     def text_sha256(self) -> str:

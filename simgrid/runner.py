@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from pathlib import Path
 
 import xarray as xr
 
-from simgrid.config import RunConfig
+from simgrid.config import RunConfig, ScenarioRef
 from simgrid.cosim import SimulationInputs, simulate
+from simgrid.errors import ConfigError
 from simgrid.metrics import with_metrics
 from simgrid.ncio import package_versions
 from simgrid.network import Network, build_network, check_placement
@@ -47,6 +49,8 @@ def run_attrs(cfg: RunConfig, network: Network, policy_name: str) -> dict[str, o
         "load_profile": cfg.network.load_profile,
     }
     attrs.update(asdict(cfg.metrics))
+    if cfg.scenario is not None:
+        attrs.update({f"scenario_{k}": v for k, v in asdict(cfg.scenario).items()})
     attrs.update({f"version_{k}": v for k, v in package_versions().items()})
     return attrs
 
@@ -64,3 +68,38 @@ def run(
     name = type(policy).__name__ if policy is not None else "DoNothing"
     ds.attrs.update(run_attrs(cfg, inputs.network, name))
     return with_metrics(ds)
+
+
+def with_scenario(cfg: RunConfig, set_path: str | Path, index: int) -> RunConfig:
+    """The config with campuses, events and horizon taken from scenario `index` of a set."""
+    from simgrid.scenarios.scenarioset import scenario_events, set_campuses
+
+    source = str(set_path)
+    try:
+        with xr.open_dataset(set_path) as ds:
+            ds = ds.drop_vars(["ai_load_mw", "distance"], errors="ignore").load()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(source, "--scenarios", source, f"cannot be read ({exc})") from None
+    if "event_kind" not in ds or "horizon_s" not in ds.attrs:
+        raise ConfigError(source, "--scenarios", source, "is not a simgrid ScenarioSet")
+    n = ds.sizes["scenario"]
+    if not 0 <= index < n:
+        raise ConfigError(source, "--index", index, f"must be a scenario of the set (0..{n - 1})")
+    horizon_s = float(ds.attrs["horizon_s"])
+    if cfg.dt_s > horizon_s:
+        raise ConfigError(
+            cfg.source, "run.dt_s", cfg.dt_s, f"must be <= the scenario horizon ({horizon_s:g} s)"
+        )
+    return replace(
+        cfg,
+        campuses=set_campuses(ds),
+        events=scenario_events(ds, index),
+        horizon_s=horizon_s,
+        scenario=ScenarioRef(
+            source,
+            index,
+            int(ds["source_index"][index]),
+            int(ds.attrs["seed"]),
+            str(ds.attrs.get("spec_sha256", "")),
+        ),
+    )
