@@ -6,6 +6,7 @@ allowed; unknown keys are errors so that a typo is never silently ignored.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import math
 import tomllib
@@ -117,6 +118,13 @@ class Table:
     def fail(self, name: str, allowed: str) -> ConfigError:
         return ConfigError(self.source, self.key(name), self.data.get(name), allowed)
 
+    def missing(self, name: str, what: str) -> ConfigError:
+        """A required key is absent; point at a near-miss spelling if the table has one."""
+        unread = [k for k in self.data if k not in self.used and k != name]
+        close = difflib.get_close_matches(name, unread, n=1, cutoff=0.75)
+        hint = f"; found {close[0]!r} instead (a typo?)" if close else ""
+        return ConfigError(self.source, self.key(name), None, f"is required ({what}){hint}")
+
     def has(self, name: str) -> bool:
         return name in self.data
 
@@ -133,7 +141,7 @@ class Table:
         self.used.add(name)
         if name not in self.data:
             if default is None:
-                raise ConfigError(self.source, self.key(name), None, "is required (a number)")
+                raise self.missing(name, "a number")
             return default
         v = self.data[name]
         if isinstance(v, bool) or not isinstance(v, int | float):
@@ -151,7 +159,7 @@ class Table:
         self.used.add(name)
         if name not in self.data:
             if default is None:
-                raise ConfigError(self.source, self.key(name), None, "is required (an integer)")
+                raise self.missing(name, "an integer")
             return default
         v = self.data[name]
         if isinstance(v, bool) or not isinstance(v, int):
@@ -166,7 +174,7 @@ class Table:
         self.used.add(name)
         if name not in self.data:
             if default is None:
-                raise ConfigError(self.source, self.key(name), None, "is required (a string)")
+                raise self.missing(name, "a string")
             return default
         v = self.data[name]
         if not isinstance(v, str) or not v:

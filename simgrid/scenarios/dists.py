@@ -15,7 +15,6 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 from simgrid.config import Table
-from simgrid.errors import ConfigError
 
 
 class Family(enum.StrEnum):
@@ -122,12 +121,7 @@ def parse_dist(
     """
     if not parent.has(key):
         if default is None:
-            raise ConfigError(
-                parent.source,
-                parent.key(key),
-                None,
-                "is required (a number or a { dist = ... } table)",
-            )
+            raise parent.missing(key, "a number or a { dist = ... } table")
         parent.used.add(key)
         return default
     raw = parent.data[key]
