@@ -8,6 +8,7 @@ statistical tests.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from dataclasses import dataclass
 
@@ -87,17 +88,22 @@ class Dist:
         x = np.asarray(x, dtype=float)
         if self.family is Family.FIXED:
             return (x >= self.a).astype(float)
-        f_lo, f_hi = self._cdf(np.array(self.low)), self._cdf(np.array(self.high))
+        f_lo, f_hi = self._cdf_bounds
         return np.clip((self._cdf(x) - f_lo) / (f_hi - f_lo), 0, 1)
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return self.from_uniforms(rng.random(n))
 
+    @functools.cached_property
+    def _cdf_bounds(self) -> tuple[float, float]:
+        """Untruncated CDF at low and high (cached: sampling is a hot path)."""
+        return float(self._cdf(np.array(self.low))), float(self._cdf(np.array(self.high)))
+
     def from_uniforms(self, u: np.ndarray) -> np.ndarray:
         """Map U(0,1) draws through the truncated inverse CDF (also used by copulas)."""
         if self.family is Family.FIXED:
             return np.full(np.shape(u), self.a)
-        f_lo, f_hi = self._cdf(np.array(self.low)), self._cdf(np.array(self.high))
+        f_lo, f_hi = self._cdf_bounds
         x = self._ppf(f_lo + np.asarray(u, dtype=float) * (f_hi - f_lo))
         return np.clip(x, self.low, self.high)  # guard the last ulp at the bounds
 
