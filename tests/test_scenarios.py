@@ -363,3 +363,18 @@ def test_generate_plot_and_run_a_scenario_end_to_end(tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_campus_csv_utilisation_profile_drives_the_base_load(tmp_path):
+    (tmp_path / "util.csv").write_text("t_s,factor\n0,0.5\n43200,1.0\n86400,0.5\n")
+    text = textwrap.dedent(SPEC).replace(
+        'name = "b"\nbus = 23\np_nom_mw = 1.0\nbase_utilisation = 0.5\n',
+        'name = "b"\nbus = 23\np_nom_mw = 1.0\nbase_utilisation = 0.5\n'
+        'utilisation_profile = "util.csv"\n',
+    )
+    spec = parse_spec(tomllib.loads(text), source="spec.toml", text=text, base_dir=tmp_path)
+    ctx = build_context(spec)
+    base = ai_load_curves(ctx, ())
+    t = ctx.t_s
+    np.testing.assert_allclose(base[:, 1], 0.5 * np.interp(t, [0, 43200, 86400], [0.5, 1, 0.5]))
+    np.testing.assert_allclose(base[:, 0], 0.6)
