@@ -59,11 +59,39 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class AllocationEntry:
+    """`count` modules of catalogue type `module` placed at `bus`."""
+
+    module: str
+    bus: int
+    count: int
+
+
+@dataclass(frozen=True)
 class DispatchConfig:
-    """Which dispatch policy runs and how often it is re-run between event steps."""
+    """Which dispatch policy runs, how often, and the Stage-II MILP's settings.
+
+    Penalty defaults: VoLL 10,000 $/MWh (US VoLL studies put it at 5-25 k$/MWh; ERCOT's price
+    cap is 5 k$/MWh); imbalance 2,000 $/MWh (scarcity-priced balancing energy, below VoLL so
+    shedding is the last resort); voltage 100,000 $/(pu h) (1 % of |V|^2 outside the band for
+    an hour costs like 100 MWh of imbalance); line overload 5,000 $/(MVA h); restoration
+    20 $/MWh (a small pull of storage back to its target and of owed DR energy to zero).
+    """
 
     policy: str = "none"
     redispatch_s: float = 300.0
+    horizon_steps: int = 12
+    time_limit_s: float = 1.0
+    mip_gap: float = 1e-3
+    forecast: str = "persistence"
+    catalogue: Path | None = None
+    allocation: tuple[AllocationEntry, ...] = ()
+    allocation_file: Path | None = None
+    voll_per_mwh: float = 10_000.0
+    imbalance_per_mwh: float = 2_000.0
+    voltage_per_pu_h: float = 100_000.0
+    overload_per_mva_h: float = 5_000.0
+    restoration_per_mwh: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -253,12 +281,7 @@ def parse_config(
         recovery_fraction=met.number("recovery_fraction", 0.9, lo=0, lo_open=True, hi=1),
     )
     met.done()
-    dis = root.table("dispatch")
-    dispatch = DispatchConfig(
-        policy=dis.string("policy", "none", choices=("none",)),
-        redispatch_s=dis.number("redispatch_s", 300.0, lo=0, lo_open=True),
-    )
-    dis.done()
+    dispatch = parse_dispatch(root.table("dispatch"), root.tables("allocation"), base_dir)
 
     campuses = tuple(parse_campus(t, base_dir) for t in root.tables("campus"))
     names = [c.name for c in campuses]
@@ -313,6 +336,55 @@ def parse_network(t: Table, base_dir: Path) -> NetworkConfig:
         v_max_pu=v_max,
         max_loading_percent=t.number("max_loading_percent", 100.0, lo=0, lo_open=True),
     )
+    t.done()
+    return cfg
+
+
+def _file(t: Table, key: str, base_dir: Path, suffixes: tuple[str, ...]) -> Path:
+    path = base_dir / t.string(key)
+    if path.suffix.lower() not in suffixes:
+        raise t.fail(key, f"must be a {' or '.join(suffixes)} file")
+    if not path.is_file():
+        raise t.fail(key, f"file not found ({path})")
+    return path
+
+
+def parse_dispatch(t: Table, allocation: list[Table], base_dir: Path) -> DispatchConfig:
+    d = DispatchConfig()
+    entries = []
+    for a in allocation:
+        entries.append(
+            AllocationEntry(a.string("module"), a.integer("bus", lo=0), a.integer("count", lo=0))
+        )
+        a.done()
+    cfg = DispatchConfig(
+        policy=t.string("policy", "none", choices=("none", "milp")),
+        redispatch_s=t.number("redispatch_s", d.redispatch_s, lo=0, lo_open=True),
+        horizon_steps=t.integer("horizon_steps", d.horizon_steps, lo=1),
+        time_limit_s=t.number("time_limit_s", d.time_limit_s, lo=0, lo_open=True),
+        mip_gap=t.number("mip_gap", d.mip_gap, lo=0, hi=1),
+        forecast=t.string("forecast", d.forecast, choices=("persistence", "perfect")),
+        catalogue=_file(t, "catalogue", base_dir, (".toml",)) if t.has("catalogue") else None,
+        allocation=tuple(entries),
+        allocation_file=(
+            _file(t, "allocation_file", base_dir, (".nc",)) if t.has("allocation_file") else None
+        ),
+        voll_per_mwh=t.number("voll_per_mwh", d.voll_per_mwh, lo=0),
+        imbalance_per_mwh=t.number("imbalance_per_mwh", d.imbalance_per_mwh, lo=0),
+        voltage_per_pu_h=t.number("voltage_per_pu_h", d.voltage_per_pu_h, lo=0),
+        overload_per_mva_h=t.number("overload_per_mva_h", d.overload_per_mva_h, lo=0),
+        restoration_per_mwh=t.number("restoration_per_mwh", d.restoration_per_mwh, lo=0),
+    )
+    if cfg.policy == "milp":
+        if cfg.catalogue is None:
+            raise t.fail("catalogue", "is required with policy = 'milp' (an FCM catalogue)")
+        if not cfg.allocation and cfg.allocation_file is None:
+            raise t.fail(
+                "policy",
+                "'milp' needs an allocation: [[allocation]] tables or dispatch.allocation_file",
+            )
+    if cfg.allocation and cfg.allocation_file is not None:
+        raise t.fail("allocation_file", "give [[allocation]] tables or a file, not both")
     t.done()
     return cfg
 

@@ -1,0 +1,281 @@
+"""Flexible Capacity Modules: the module catalogue, supplier inventories and allocations.
+
+A catalogue (TOML) lists module types with per-module ratings and costs, and suppliers'
+inventories. An allocation places `count` modules of a type at a bus; the modules at one bus
+act as one aggregated unit (ratings x count; generators commit together).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from simgrid.config import AllocationEntry, Table
+from simgrid.errors import ConfigError
+
+
+class UnitType(enum.StrEnum):
+    BESS = "bess"
+    FAST_GEN = "fast_gen"
+    DR = "dr"
+    LDES = "ldes"
+
+
+STORAGE = (UnitType.BESS, UnitType.LDES)
+
+
+@dataclass(frozen=True)
+class Module:
+    """One module type. Fields not used by a type stay at their defaults.
+
+    Storage (bess, ldes): p_mw, e_mwh, eta_charge, eta_discharge, soc_min/max/target (fractions
+    of e_mwh), degradation_cost_per_mwh (throughput), p_min_block_mw (ldes: smallest
+    discharge). fast_gen: p_min_mw/p_mw when on, ramp_mw_per_min, start_delay_s, min_up_s,
+    min_down_s, start_cost, marginal_cost_per_mwh. dr: p_mw (curtailable block),
+    notification_s, max_duration_s, energy_mwh (budget), rebound_fraction (energy paid back
+    later), payback_mw (payback rate), cost_per_mwh.
+    """
+
+    name: str
+    type: UnitType
+    p_mw: float
+    e_mwh: float = 0.0
+    eta_charge: float = 1.0
+    eta_discharge: float = 1.0
+    soc_min: float = 0.0
+    soc_max: float = 1.0
+    soc_target: float = 0.5
+    degradation_cost_per_mwh: float = 0.0
+    p_min_block_mw: float = 0.0
+    p_min_mw: float = 0.0
+    ramp_mw_per_min: float = math.inf
+    start_delay_s: float = 0.0
+    min_up_s: float = 0.0
+    min_down_s: float = 0.0
+    start_cost: float = 0.0
+    marginal_cost_per_mwh: float = 0.0
+    notification_s: float = 0.0
+    max_duration_s: float = math.inf
+    energy_mwh: float = math.inf
+    rebound_fraction: float = 0.0
+    payback_mw: float = 0.0
+    cost_per_mwh: float = 0.0
+    capex: float = 0.0
+
+    def times(self, count: int) -> Module:
+        """`count` modules acting as one: powers, energies, ramps and costs scale."""
+        return replace(
+            self,
+            p_mw=self.p_mw * count,
+            e_mwh=self.e_mwh * count,
+            p_min_block_mw=self.p_min_block_mw * count,
+            p_min_mw=self.p_min_mw * count,
+            ramp_mw_per_min=self.ramp_mw_per_min * count,
+            start_cost=self.start_cost * count,
+            energy_mwh=self.energy_mwh * count,
+            payback_mw=self.payback_mw * count,
+            capex=self.capex * count,
+        )
+
+
+@dataclass(frozen=True)
+class Supplier:
+    name: str
+    module: str
+    available: int
+    unit_cost: float
+    lead_time_days: float
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    modules: tuple[Module, ...]
+    suppliers: tuple[Supplier, ...]
+    source: str
+
+    def module(self, name: str) -> Module:
+        return next(m for m in self.modules if m.name == name)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """An allocated, aggregated unit: `module` already scaled by `count`."""
+
+    name: str
+    bus: int
+    count: int
+    module: Module
+
+    @property
+    def type(self) -> UnitType:
+        return self.module.type
+
+
+_KEYS = {
+    UnitType.BESS: (
+        "e_mwh",
+        "eta_charge",
+        "eta_discharge",
+        "soc_min",
+        "soc_max",
+        "soc_target",
+        "degradation_cost_per_mwh",
+    ),
+    UnitType.LDES: (
+        "e_mwh",
+        "eta_charge",
+        "eta_discharge",
+        "soc_min",
+        "soc_max",
+        "soc_target",
+        "degradation_cost_per_mwh",
+        "p_min_block_mw",
+    ),
+    UnitType.FAST_GEN: (
+        "p_min_mw",
+        "ramp_mw_per_min",
+        "start_delay_s",
+        "min_up_s",
+        "min_down_s",
+        "start_cost",
+        "marginal_cost_per_mwh",
+    ),
+    UnitType.DR: (
+        "notification_s",
+        "max_duration_s",
+        "energy_mwh",
+        "rebound_fraction",
+        "payback_mw",
+        "cost_per_mwh",
+    ),
+}
+_FRACTIONS = {"eta_charge", "eta_discharge", "soc_min", "soc_max", "soc_target", "rebound_fraction"}
+
+
+def _module(t: Table) -> Module:
+    utype = UnitType(t.string("type", choices=tuple(u.value for u in UnitType)))
+    fields: dict[str, object] = {
+        "name": t.string("name"),
+        "type": utype,
+        "p_mw": t.number("p_mw", lo=0, lo_open=True),
+        "capex": t.number("capex", 0.0, lo=0),
+    }
+    defaults = Module("", utype, 1.0)
+    for key in _KEYS[utype]:
+        default = getattr(defaults, key)
+        hi = 1.0 if key in _FRACTIONS else None
+        lo_open = key in ("e_mwh", "eta_charge", "eta_discharge")
+        fields[key] = t.number(
+            key, None if key == "e_mwh" else default, lo=0, lo_open=lo_open, hi=hi, allow_inf=True
+        )
+    m = Module(**fields)
+    if m.type in STORAGE and not m.soc_min <= m.soc_target <= m.soc_max:
+        raise t.fail(
+            "soc_target", f"must lie within [soc_min, soc_max] = [{m.soc_min:g}, {m.soc_max:g}]"
+        )
+    if m.p_min_mw > m.p_mw:
+        raise t.fail("p_min_mw", f"must not exceed p_mw ({m.p_mw:g})")
+    if m.p_min_block_mw > m.p_mw:
+        raise t.fail("p_min_block_mw", f"must not exceed p_mw ({m.p_mw:g})")
+    t.done()
+    return m
+
+
+def load_catalogue(path: str | Path) -> Catalogue:
+    path = Path(path)
+    source = str(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(source, "<file>", source, f"cannot be read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "<file>", source, f"is not valid TOML ({exc})") from None
+    root = Table(data, "", source)
+    modules = tuple(_module(t) for t in root.tables("module"))
+    names = [m.name for m in modules]
+    for i, n in enumerate(names):
+        if names.index(n) != i:
+            raise ConfigError(source, f"module[{i}].name", n, "must be unique")
+    suppliers = []
+    for t in root.tables("supplier"):
+        module = t.string("module")
+        if module not in names:
+            raise t.fail("module", f"must name a [[module]] ({', '.join(names)})")
+        suppliers.append(
+            Supplier(
+                t.string("name"),
+                module,
+                t.integer("available", lo=0),
+                t.number("unit_cost", lo=0),
+                t.number("lead_time_days", lo=0),
+            )
+        )
+        t.done()
+    root.done()
+    return Catalogue(modules, tuple(suppliers), source)
+
+
+def build_units(
+    catalogue: Catalogue, entries: Sequence[AllocationEntry], n_bus: int, source: str
+) -> tuple[Unit, ...]:
+    """Aggregate allocation entries into units (one per module type and bus)."""
+    names = [m.name for m in catalogue.modules]
+    counts: dict[tuple[str, int], int] = {}
+    for i, e in enumerate(entries):
+        if e.module not in names:
+            raise ConfigError(
+                source,
+                f"allocation[{i}].module",
+                e.module,
+                f"must name a module of {catalogue.source} ({', '.join(names)})",
+            )
+        if not 0 <= e.bus < n_bus:
+            raise ConfigError(
+                source, f"allocation[{i}].bus", e.bus, f"must be a bus index (0..{n_bus - 1})"
+            )
+        counts[(e.module, e.bus)] = counts.get((e.module, e.bus), 0) + e.count
+    return tuple(
+        Unit(f"{m}@{b}", b, n, catalogue.module(m).times(n))
+        for (m, b), n in counts.items()
+        if n > 0
+    )
+
+
+def allocation_dataset(entries: Sequence[AllocationEntry]) -> xr.Dataset:
+    """An allocation as a Dataset (dim `unit`): the format Stage-I writes and runs read."""
+    return xr.Dataset(
+        {
+            "module": (
+                "unit",
+                np.array([e.module for e in entries], dtype=str),
+                {"long_name": "catalogue module type"},
+            ),
+            "bus": (
+                "unit",
+                np.array([e.bus for e in entries], dtype=np.int32),
+                {"long_name": "pandapower bus index"},
+            ),
+            "count": (
+                "unit",
+                np.array([e.count for e in entries], dtype=np.int32),
+                {"units": "1", "long_name": "modules placed"},
+            ),
+        },
+        attrs={"title": "simgrid FCM allocation"},
+    )
+
+
+def allocation_entries(ds: xr.Dataset) -> tuple[AllocationEntry, ...]:
+    return tuple(
+        AllocationEntry(str(m), int(b), int(c))
+        for m, b, c in zip(
+            ds["module"].to_numpy(), ds["bus"].to_numpy(), ds["count"].to_numpy(), strict=True
+        )
+    )
