@@ -41,6 +41,8 @@ class Network:
     line_in_service: np.ndarray
     line_max_i_ka: np.ndarray
     line_rated_by_margin: np.ndarray
+    line_r_ohm: np.ndarray
+    line_x_ohm: np.ndarray
     base_load_p_mw: np.ndarray
     base_load_q_mvar: np.ndarray
 
@@ -179,6 +181,8 @@ def build_network(cfg: NetworkConfig, source: str = "<config>") -> Network:
         line_in_service=line.in_service.to_numpy(dtype=bool),
         line_max_i_ka=(line.max_i_ka * line.df * line.parallel).to_numpy(dtype=float),
         line_rated_by_margin=unrated,
+        line_r_ohm=(line.r_ohm_per_km * line.length_km / line.parallel).to_numpy(dtype=float),
+        line_x_ohm=(line.x_ohm_per_km * line.length_km / line.parallel).to_numpy(dtype=float),
         base_load_p_mw=base_p,
         base_load_q_mvar=base_q,
     )

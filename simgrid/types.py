@@ -134,26 +134,50 @@ class GridState:
     import_schedule_mw: float
     last_vm_pu: np.ndarray | None = None
     last_import_mw: float | None = None
+    upstream_follow_mw: float = 0.0
 
 
 @dataclass(frozen=True)
 class SetPoints:
-    """What a dispatch policy decides, per bus: injections (generation-positive) and shedding."""
+    """What a dispatch policy decides, per bus: injections (generation-positive) and shedding.
+
+    `status` is the policy's outcome code (0 = optimal; see optimization.builder.SolveStatus)
+    and `solve_s` the wall time the decision took.
+    """
 
     p_injection_mw: np.ndarray
     q_injection_mvar: np.ndarray
     shed_mw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    status: int = 0
+    solve_s: float = 0.0
 
     @classmethod
     def zeros(cls, n_bus: int) -> SetPoints:
         return cls(np.zeros(n_bus), np.zeros(n_bus), np.zeros(n_bus))
 
 
+@dataclass(frozen=True)
+class UnitReport:
+    """Per flexible unit at one instant: power (generation-positive), stored energy (NaN if not
+    storage), commitment / activity, and DR curtailment."""
+
+    p_mw: np.ndarray
+    soc_mwh: np.ndarray
+    on: np.ndarray
+    dr_curtail_mw: np.ndarray
+
+
 class DispatchPolicy(Protocol):
     """The seam the Stage-II dispatcher implements: called at event steps and on an interval."""
 
+    unit_names: tuple[str, ...]
+
     def dispatch(self, state: GridState) -> SetPoints:
         """Return set-points that hold until the next call."""
+        ...
+
+    def report(self, t_s: float) -> UnitReport:
+        """The units' state at t_s under the held set-points (for recording)."""
         ...
 
 
@@ -162,6 +186,11 @@ class DoNothing:
     """No flexible resource: the feeder rides the shock alone."""
 
     n_bus: int
+    unit_names: tuple[str, ...] = ()
 
     def dispatch(self, state: GridState) -> SetPoints:
         return SetPoints.zeros(self.n_bus)
+
+    def report(self, t_s: float) -> UnitReport:
+        empty = np.zeros(0)
+        return UnitReport(empty, empty, empty, empty)

@@ -190,6 +190,8 @@ def test_no_event_means_no_imbalance_and_no_unserved():
 class _ShedHalf:
     """A test policy: shed half of bus 17's load, inject 0.1 MW at bus 2."""
 
+    unit_names = ()
+
     def __init__(self, n_bus: int) -> None:
         self.n_bus = n_bus
         self.calls: list[float] = []

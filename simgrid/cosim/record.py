@@ -10,6 +10,7 @@ import xarray as xr
 if TYPE_CHECKING:
     from simgrid.cosim.simulation import SimulationInputs
     from simgrid.powerflow import PowerFlowResult
+    from simgrid.types import UnitReport
 
 # name -> (dims beyond time, units, long_name)
 _SERIES: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -30,6 +31,19 @@ _SERIES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "line_loading_percent": (("line",), "%", "line current in % of its thermal rating"),
     "line_in_service": (("line",), "1", "line switched in (not out for outage)"),
     "energised": (("bus",), "1", "bus connected to the substation"),
+    "dispatch_status": (
+        (),
+        "1",
+        "dispatch outcome: 0 optimal, 1 feasible (time limit), "
+        "2 fallback held last plan, 3 fallback emergency shed, 4 no dispatch",
+    ),
+    "dispatch_solve_s": ((), "s", "wall time of the dispatch decision at this step"),
+}
+_UNIT_SERIES: dict[str, tuple[str, str]] = {
+    "fcm_p_mw": ("MW", "flexible unit power (generation-positive; storage: discharge - charge)"),
+    "soc_mwh": ("MWh", "stored energy (NaN for non-storage units)"),
+    "unit_on": ("1", "unit committed / active"),
+    "dr_curtail_mw": ("MW", "demand-response curtailment"),
 }
 _BOOLS = {"is_event_step", "pf_converged", "line_in_service", "energised"}
 
@@ -37,7 +51,9 @@ _BOOLS = {"is_event_step", "pf_converged", "line_in_service", "energised"}
 class Recorder:
     """Fills preallocated arrays step by step; `to_dataset` trims them to the steps taken."""
 
-    def __init__(self, inputs: SimulationInputs, capacity: int) -> None:
+    def __init__(
+        self, inputs: SimulationInputs, capacity: int, unit_names: tuple[str, ...] = ()
+    ) -> None:
         self.inputs = inputs
         nw = inputs.network
         size = {"campus": len(inputs.config.campuses), "bus": nw.n_bus, "line": nw.n_line}
@@ -48,6 +64,8 @@ class Recorder:
             )
             for name, (dims, _, _) in _SERIES.items()
         }
+        self.unit_names = unit_names
+        self.units = {name: np.zeros((capacity, len(unit_names))) for name in _UNIT_SERIES}
         self.n = 0
 
     def record(
@@ -67,6 +85,9 @@ class Recorder:
         injection: np.ndarray,
         line_in_service: np.ndarray,
         energised: np.ndarray,
+        dispatch_status: int = 0,
+        dispatch_solve_s: float = 0.0,
+        units: UnitReport | None = None,
     ) -> None:
         k, d = self.n, self.data
         self.t[k] = t
@@ -87,6 +108,13 @@ class Recorder:
         d["line_loading_percent"][k] = res.line_loading_percent
         d["line_in_service"][k] = line_in_service
         d["energised"][k] = energised
+        d["dispatch_status"][k] = dispatch_status
+        d["dispatch_solve_s"][k] = dispatch_solve_s
+        if units is not None:
+            self.units["fcm_p_mw"][k] = units.p_mw
+            self.units["soc_mwh"][k] = units.soc_mwh
+            self.units["unit_on"][k] = units.on
+            self.units["dr_curtail_mw"][k] = units.dr_curtail_mw
         self.n += 1
 
     def to_dataset(self) -> xr.Dataset:
@@ -99,6 +127,13 @@ class Recorder:
                 self.data[name][:n].copy(),
                 {"units": units, "long_name": long_name},
             )
+        for name, (units, long_name) in _UNIT_SERIES.items():
+            if self.unit_names:
+                data_vars[name] = xr.Variable(
+                    ("time", "unit"),
+                    self.units[name][:n].copy(),
+                    {"units": units, "long_name": long_name},
+                )
         events = cfg.events
         ev = {
             "event_kind": (np.array([e.kind.value for e in events], dtype=str), "1", "event kind"),
@@ -167,5 +202,16 @@ class Recorder:
                 {"long_name": "AI campus name"},
             ),
             "event": ("event", np.arange(len(events)), {"long_name": "event number in config"}),
+            **(
+                {
+                    "unit": (
+                        "unit",
+                        np.array(self.unit_names, dtype=str),
+                        {"long_name": "flexible unit (module@bus)"},
+                    )
+                }
+                if self.unit_names
+                else {}
+            ),
         }
         return xr.Dataset(data_vars, coords=coords)

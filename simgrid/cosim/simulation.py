@@ -25,6 +25,7 @@ from simgrid.types import DispatchPolicy, DoNothing, Event, EventKind, GridState
 
 # simpy processes same-time events by (priority, insertion); URGENT=0, NORMAL=1.
 _LATE = 2
+IDLE_STATUS = 4  # no dispatch at this step: set-points held (SolveStatus.IDLE)
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,7 +171,7 @@ def simulate(
     engine = PowerFlowEngine(nw)
     schedule_engine = PowerFlowEngine(nw)  # never sees shocks or outages
     follower = UpstreamFollower(cfg.upstream)
-    rec = Recorder(inputs, max_steps(cfg))
+    rec = Recorder(inputs, max_steps(cfg), policy.unit_names)
     env = simpy.Environment()
     clock = Clock(env)
     world = _World(cfg, nw)
@@ -222,9 +223,13 @@ def simulate(
                         import_schedule_mw=schedule,
                         last_vm_pu=last_vm,
                         last_import_mw=last_import,
+                        upstream_follow_mw=follower.follow_mw,
                     )
                 )
                 last_dispatch_s = t
+                status, solve_s = setpoints.status, setpoints.solve_s
+            else:
+                status, solve_s = IDLE_STATUS, 0.0
             # apply set-points (islanded buses get nothing), then solve
             shed = np.clip(setpoints.shed_mw, 0.0, np.maximum(demand_p, 0.0)) * energised
             keep = np.divide(demand_p - shed, demand_p, out=np.ones(nw.n_bus), where=demand_p > 0)
@@ -255,6 +260,9 @@ def simulate(
                 injection=setpoints.p_injection_mw,
                 line_in_service=world.line_in_service,
                 energised=energised,
+                dispatch_status=status,
+                dispatch_solve_s=solve_s,
+                units=policy.report(t) if policy.unit_names else None,
             )
             last_vm = res.vm_pu if res.converged else None
             last_import = import_mw

@@ -1,0 +1,191 @@
+"""A MILP assembled from vectorised blocks, for two backends that solve the very same model.
+
+`ArrayBuilder` collects columns and rows as arrays for highspy (built once, then only bounds
+and costs change); `PyomoBuilder` turns the same calls into a pyomo model (the straightforward
+rebuild-every-step formulation used as the reference in benchmarks and tests).
+
+A block of rows is a list of terms (coef, cols), each broadcast to the block's shape: row r is
+sum_k coef_k[r] * x[cols_k[r]], bounded by lo[r] <= . <= hi[r].
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import csc_matrix
+
+Term = tuple[np.ndarray | float, np.ndarray]
+INF = np.inf
+
+
+class SolveStatus(enum.IntEnum):
+    """Outcome of one dispatch solve (recorded per step as `dispatch_status`)."""
+
+    OPTIMAL = 0
+    FEASIBLE = 1  # stopped (time limit) with a feasible solution
+    HELD = 2  # fallback: the last feasible plan was held
+    SHED = 3  # fallback: no plan; emergency shedding of the AI excess
+    IDLE = 4  # no dispatch this step (set-points held from the last call)
+
+    @property
+    def is_ok(self) -> bool:
+        return self in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
+
+
+@dataclass(frozen=True, eq=False)
+class Milp:
+    cost: np.ndarray
+    lb: np.ndarray
+    ub: np.ndarray
+    integer: np.ndarray
+    A: csc_matrix
+    row_lo: np.ndarray
+    row_hi: np.ndarray
+
+
+class ArrayBuilder:
+    """Collects a MILP as arrays."""
+
+    def __init__(self) -> None:
+        self._lb: list[np.ndarray] = []
+        self._ub: list[np.ndarray] = []
+        self._cost: list[np.ndarray] = []
+        self._int: list[np.ndarray] = []
+        self._rows: list[np.ndarray] = []
+        self._cols: list[np.ndarray] = []
+        self._vals: list[np.ndarray] = []
+        self._lo: list[np.ndarray] = []
+        self._hi: list[np.ndarray] = []
+        self.n_cols = 0
+        self.n_rows = 0
+
+    def add_vars(
+        self, shape: int | tuple[int, ...], lb=0.0, ub=INF, cost=0.0, integer: bool = False
+    ) -> np.ndarray:
+        ids = np.arange(self.n_cols, self.n_cols + int(np.prod(shape))).reshape(shape)
+        n = ids.size
+        self._lb.append(np.broadcast_to(np.asarray(lb, float), ids.shape).ravel())
+        self._ub.append(np.broadcast_to(np.asarray(ub, float), ids.shape).ravel())
+        self._cost.append(np.broadcast_to(np.asarray(cost, float), ids.shape).ravel())
+        self._int.append(np.full(n, integer))
+        self.n_cols += n
+        return ids
+
+    def add_rows(self, terms: Sequence[Term], lo=-INF, hi=INF) -> np.ndarray:
+        shape = np.broadcast_shapes(
+            *(np.shape(c) for _, c in terms),
+            *(np.shape(k) for k, _ in terms),
+            np.shape(lo),
+            np.shape(hi),
+        )
+        n = int(np.prod(shape))
+        rows = np.arange(self.n_rows, self.n_rows + n).reshape(shape)
+        for coef, cols in terms:
+            c = np.broadcast_to(np.asarray(coef, float), shape).ravel()
+            k = np.broadcast_to(cols, shape).ravel()
+            keep = c != 0
+            self._rows.append(rows.ravel()[keep])
+            self._cols.append(k[keep])
+            self._vals.append(c[keep])
+        self._lo.append(np.broadcast_to(np.asarray(lo, float), shape).ravel())
+        self._hi.append(np.broadcast_to(np.asarray(hi, float), shape).ravel())
+        self.n_rows += n
+        return rows
+
+    def build(self) -> Milp:
+        cat = np.concatenate
+        A = csc_matrix(
+            (cat(self._vals), (cat(self._rows), cat(self._cols))), shape=(self.n_rows, self.n_cols)
+        )
+        A.sum_duplicates()
+        return Milp(
+            cat(self._cost),
+            cat(self._lb),
+            cat(self._ub),
+            cat(self._int),
+            A,
+            cat(self._lo),
+            cat(self._hi),
+        )
+
+
+class PyomoBuilder:
+    """The same calls, building a pyomo ConcreteModel term by term."""
+
+    def __init__(self) -> None:
+        import pyomo.environ as pyo
+
+        self.pyo = pyo
+        self.model = pyo.ConcreteModel()
+        self.model.rows = pyo.ConstraintList()
+        self._vars: list = []
+        self._objective: list = []
+        self.n_cols = 0
+
+    def add_vars(
+        self, shape: int | tuple[int, ...], lb=0.0, ub=INF, cost=0.0, integer: bool = False
+    ) -> np.ndarray:
+        pyo = self.pyo
+        ids = np.arange(self.n_cols, self.n_cols + int(np.prod(shape))).reshape(shape)
+        lbs = np.broadcast_to(np.asarray(lb, float), ids.shape).ravel()
+        ubs = np.broadcast_to(np.asarray(ub, float), ids.shape).ravel()
+        costs = np.broadcast_to(np.asarray(cost, float), ids.shape).ravel()
+        block = pyo.Var(range(ids.size), domain=pyo.Integers if integer else pyo.Reals)
+        self.model.add_component(f"x{len(self._vars)}", block)
+        for i in range(ids.size):
+            v = block[i]
+            v.setlb(None if np.isinf(lbs[i]) else float(lbs[i]))
+            v.setub(None if np.isinf(ubs[i]) else float(ubs[i]))
+            self._vars.append(v)
+            if costs[i]:
+                self._objective.append(float(costs[i]) * v)
+        self.n_cols += ids.size
+        return ids
+
+    def add_rows(self, terms: Sequence[Term], lo=-INF, hi=INF) -> np.ndarray:
+        shape = np.broadcast_shapes(
+            *(np.shape(c) for _, c in terms),
+            *(np.shape(k) for k, _ in terms),
+            np.shape(lo),
+            np.shape(hi),
+        )
+        n = int(np.prod(shape))
+        coefs = [np.broadcast_to(np.asarray(c, float), shape).ravel() for c, _ in terms]
+        cols = [np.broadcast_to(k, shape).ravel() for _, k in terms]
+        los = np.broadcast_to(np.asarray(lo, float), shape).ravel()
+        his = np.broadcast_to(np.asarray(hi, float), shape).ravel()
+        for r in range(n):
+            expr = sum(
+                c[r] * self._vars[k[r]] for c, k in zip(coefs, cols, strict=True) if c[r] != 0
+            )
+            if isinstance(expr, int | float) or (np.isinf(los[r]) and np.isinf(his[r])):
+                continue  # an empty or free row constrains nothing
+            self.model.rows.add(
+                (
+                    None if np.isinf(los[r]) else float(los[r]),
+                    expr,
+                    None if np.isinf(his[r]) else float(his[r]),
+                )
+            )
+        return np.arange(n).reshape(shape)
+
+    def solve(self, *, time_limit_s: float, mip_gap: float) -> tuple[SolveStatus, np.ndarray]:
+        """Solve with HiGHS through pyomo; the column values in builder order."""
+        pyo = self.pyo
+        self.model.obj = pyo.Objective(expr=sum(self._objective), sense=pyo.minimize)
+        opt = pyo.SolverFactory("appsi_highs")
+        opt.config.load_solution = False
+        opt.highs_options = {"mip_rel_gap": mip_gap, "threads": 1, "output_flag": False}
+        res = opt.solve(self.model, timelimit=time_limit_s)
+        from pyomo.contrib.appsi.base import TerminationCondition as TC
+
+        if res.best_feasible_objective is None:
+            return SolveStatus.SHED, np.zeros(self.n_cols)
+        res.solution_loader.load_vars()
+        status = (
+            SolveStatus.OPTIMAL if res.termination_condition == TC.optimal else SolveStatus.FEASIBLE
+        )
+        return status, np.array([v.value or 0.0 for v in self._vars])

@@ -1,0 +1,537 @@
+"""Stage-II rolling MILP dispatcher: the co-simulation's dispatch policy.
+
+At each call: advance the units' state over the time since the last call with the set-points
+that were applied, forecast the lookahead (conventional load from the day-ahead profile, AI
+load by persistence of its current ramp or perfect foresight), turn state into bounds, update
+the persistent HiGHS model in place and solve, then apply the first period's decisions.
+A failed, infeasible or timed-out solve falls back to the last feasible plan, then to shedding
+the AI excess at VoLL; the status is recorded and the run goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from simgrid.config import DispatchConfig, UpstreamConfig
+from simgrid.fcm import STORAGE, Unit, UnitType
+from simgrid.network import Network
+from simgrid.optimization.builder import ArrayBuilder, PyomoBuilder, SolveStatus
+from simgrid.optimization.dispatch_model import (
+    Handles,
+    NetworkData,
+    UnitData,
+    Weights,
+    Window,
+    assemble,
+)
+from simgrid.profiles import LoadProfile, campus_profile
+from simgrid.types import Campus, GridState, SetPoints, UnitReport
+
+Forecaster = Callable[[np.ndarray], np.ndarray]  # times (H,) -> AI load (H, campus)
+
+
+def network_data(nw: Network, max_loading_percent: float) -> NetworkData:
+    vb2 = nw.vn_kv[nw.line_from] ** 2
+    s_max = np.sqrt(3) * nw.vn_kv[nw.line_from] * nw.line_max_i_ka * max_loading_percent / 100
+    q_per_p = np.divide(
+        nw.base_load_q_mvar, nw.base_load_p_mw, out=np.zeros(nw.n_bus), where=nw.base_load_p_mw > 0
+    )
+    return NetworkData(
+        nw.n_bus,
+        nw.slack_bus,
+        nw.line_from,
+        nw.line_to,
+        2 * nw.line_r_ohm / vb2,
+        2 * nw.line_x_ohm / vb2,
+        s_max,
+        q_per_p,
+    )
+
+
+def _periods(seconds: np.ndarray | float, dt_s: float) -> np.ndarray:
+    return np.ceil(np.asarray(seconds, dtype=float) / dt_s - 1e-9)
+
+
+def unit_data(units: Sequence[Unit], dt_s: float, horizon: int) -> UnitData:
+    def pick(types, attr):
+        return np.array([getattr(u.module, attr) for u in units if u.type in types], float)
+
+    def bus(types):
+        return np.array([u.bus for u in units if u.type in types], dtype=int)
+
+    st, g, dr = STORAGE, (UnitType.FAST_GEN,), (UnitType.DR,)
+    e = pick(st, "e_mwh")
+    return UnitData(
+        st_bus=bus(st),
+        st_p=pick(st, "p_mw"),
+        st_emin=pick(st, "soc_min") * e,
+        st_emax=pick(st, "soc_max") * e,
+        st_target=pick(st, "soc_target") * e,
+        st_eta_c=pick(st, "eta_charge"),
+        st_eta_d=pick(st, "eta_discharge"),
+        st_pblock=pick(st, "p_min_block_mw"),
+        st_deg_cost=pick(st, "degradation_cost_per_mwh"),
+        g_bus=bus(g),
+        g_p=pick(g, "p_mw"),
+        g_pmin=pick(g, "p_min_mw"),
+        g_ramp=np.minimum(pick(g, "ramp_mw_per_min") * dt_s / 60, pick(g, "p_mw")),
+        g_up=np.maximum(_periods(pick(g, "min_up_s"), dt_s), 1),
+        g_down=np.maximum(_periods(pick(g, "min_down_s"), dt_s), 1),
+        g_start_cost=pick(g, "start_cost"),
+        g_mc=pick(g, "marginal_cost_per_mwh"),
+        d_bus=bus(dr),
+        d_p=pick(dr, "p_mw"),
+        d_payback=pick(dr, "payback_mw"),
+        d_rebound=pick(dr, "rebound_fraction"),
+        d_max_on=np.minimum(np.floor(pick(dr, "max_duration_s") / dt_s + 1e-9), horizon + 1),
+        d_cost=pick(dr, "cost_per_mwh"),
+    )
+
+
+@dataclass
+class _State:
+    """What the units carry between calls."""
+
+    e: np.ndarray
+    g_on: np.ndarray
+    g_p: np.ndarray
+    g_since_s: np.ndarray  # time in the current on/off state
+    g_online_at: np.ndarray  # pending start: when the unit comes online (nan: none)
+    d_on: np.ndarray
+    d_run_s: np.ndarray
+    d_used: np.ndarray
+    d_owed: np.ndarray
+    d_ready_at: np.ndarray  # pending notification: when curtailment may start (nan: none)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The applied first-period decisions and the whole planned window (for the fallback)."""
+
+    t_s: float
+    st_pc: np.ndarray  # (S, H)
+    st_pd: np.ndarray
+    g_p: np.ndarray
+    g_u: np.ndarray
+    d_d: np.ndarray
+    d_pb: np.ndarray
+    shed: np.ndarray  # (H, N)
+
+
+class RollingDispatcher:
+    """The Stage-II policy. `backend` "highs" (persistent) or "pyomo" (rebuilt every call)."""
+
+    def __init__(
+        self,
+        network: Network,
+        profile: LoadProfile,
+        campuses: Sequence[Campus],
+        units: Sequence[Unit],
+        cfg: DispatchConfig,
+        upstream: UpstreamConfig,
+        *,
+        v_min_pu: float,
+        v_max_pu: float,
+        max_loading_percent: float = 100.0,
+        forecaster: Forecaster | None = None,
+        backend: str = "highs",
+    ) -> None:
+        self.cfg, self.upstream, self.backend = cfg, upstream, backend
+        self.network, self.profile = network, profile
+        self.campuses = tuple(campuses)
+        self._campus_profiles = [campus_profile(c) for c in self.campuses]
+        self._campus_bus = np.array([c.bus for c in self.campuses], dtype=int)
+        self._campus_q = np.array([c.q_per_p for c in self.campuses])
+        self.units = tuple(units)
+        self.unit_names = tuple(u.name for u in self.units)
+        self.dt_s = cfg.redispatch_s
+        self.h = cfg.horizon_steps
+        self.net = network_data(network, max_loading_percent)
+        self.ud = unit_data(self.units, self.dt_s, self.h)
+        self.weights = Weights(
+            cfg.voll_per_mwh,
+            cfg.imbalance_per_mwh,
+            cfg.voltage_per_pu_h,
+            cfg.overload_per_mva_h,
+            cfg.restoration_per_mwh,
+        )
+        self.v2 = (v_min_pu**2, v_max_pu**2)
+        self.forecaster = forecaster
+        self._kinds = [u.type for u in self.units]
+        ud = self.ud
+        self.state = _State(
+            e=ud.st_target.copy(),
+            g_on=np.zeros(len(ud.g_bus), bool),
+            g_p=np.zeros(len(ud.g_bus)),
+            g_since_s=np.full(len(ud.g_bus), math.inf),
+            g_online_at=np.full(len(ud.g_bus), np.nan),
+            d_on=np.zeros(len(ud.d_bus), bool),
+            d_run_s=np.zeros(len(ud.d_bus)),
+            d_used=np.zeros(len(ud.d_bus)),
+            d_owed=np.zeros(len(ud.d_bus)),
+            d_ready_at=np.full(len(ud.d_bus), np.nan),
+        )
+        self._plan: _Plan | None = None
+        self._applied: _Plan | None = None
+        self._t_last: float | None = None
+        self._ai_prev: tuple[float, np.ndarray] | None = None
+        self._highs = None
+        self._handles: Handles | None = None
+        self.step_wall_s: list[float] = []
+        self.solver_s: list[float] = []
+        self.costs: list[float] = []
+
+    # ---- state ----------------------------------------------------------------------------
+    def _advance(self, t_s: float) -> None:
+        """Move the state to t_s under the set-points applied at the last call."""
+        s, ud, ap = self.state, self.ud, self._applied
+        if self._t_last is None or ap is None:
+            self._t_last = t_s
+            return
+        el_s = t_s - self._t_last
+        el_h = el_s / 3600.0
+        s.e = np.clip(
+            s.e + el_h * (ud.st_eta_c * ap.st_pc[:, 0] - ap.st_pd[:, 0] / ud.st_eta_d),
+            ud.st_emin,
+            ud.st_emax,
+        )
+        on = ap.g_u[:, 0] > 0.5
+        s.g_since_s = np.where(on == s.g_on, s.g_since_s + el_s, el_s)
+        s.g_on, s.g_p = on, ap.g_p[:, 0] * on
+        arrived = s.g_online_at <= t_s + 1e-9
+        s.g_on = s.g_on | arrived
+        s.g_since_s = np.where(arrived, 0.0, s.g_since_s)
+        s.g_online_at = np.where(arrived, np.nan, s.g_online_at)
+        active = ap.d_d[:, 0] > 1e-9
+        s.d_run_s = np.where(active, s.d_run_s + el_s, 0.0)
+        s.d_on = active
+        s.d_used = s.d_used + ap.d_d[:, 0] * el_h
+        s.d_owed = np.maximum(s.d_owed + (ud.d_rebound * ap.d_d[:, 0] - ap.d_pb[:, 0]) * el_h, 0)
+        s.d_ready_at = np.where(s.d_ready_at <= t_s + 1e-9, np.nan, s.d_ready_at)
+        self._t_last = t_s
+
+    # ---- forecast and window ----------------------------------------------------------------
+    def _ai_forecast(self, st: GridState, times: np.ndarray) -> np.ndarray:
+        if self.forecaster is not None:
+            out = self.forecaster(times)
+            out[0] = st.ai_load_mw
+            return out
+        slope = np.zeros_like(st.ai_load_mw)
+        if self._ai_prev is not None and st.t_s > self._ai_prev[0]:
+            slope = (st.ai_load_mw - self._ai_prev[1]) / (st.t_s - self._ai_prev[0])
+        # persistence of the current ramp for one period, then held (steps are not ramps)
+        ahead = np.minimum(times - st.t_s, self.dt_s)[:, None]
+        p_nom = np.array([c.p_nom_mw for c in self.campuses])
+        return np.clip(st.ai_load_mw + slope * ahead, 0.0, p_nom)
+
+    def _window(self, st: GridState) -> Window:
+        nw, ud, s, h, dt_s = self.network, self.ud, self.state, self.h, self.dt_s
+        times = st.t_s + dt_s * np.arange(h)
+        f = self.profile.at(times)[:, None]
+        ai = self._ai_forecast(st, times)
+        dp = nw.base_load_p_mw * f
+        dq = nw.base_load_q_mvar * f
+        base_ai = (
+            np.stack(
+                [
+                    c.base_utilisation * c.p_nom_mw * prof.at(times)
+                    for c, prof in zip(self.campuses, self._campus_profiles, strict=True)
+                ],
+                axis=1,
+            )
+            if self.campuses
+            else np.zeros((h, 0))
+        )
+        for k, b in enumerate(self._campus_bus):
+            dp[:, b] += ai[:, k]
+            dq[:, b] += ai[:, k] * self._campus_q[k]
+        dp[0], dq[0] = st.demand_p_mw, st.demand_q_mvar  # measured now
+        live = st.energised
+        dp, dq = dp * live, dq * live
+        base_total = nw.base_load_p_mw.sum() * f[:, 0] + base_ai.sum(axis=1)
+        schedule = st.import_schedule_mw + base_total - base_total[0]
+        reach = self.upstream.ramp_mw_per_min * dt_s / 60
+        band = self.upstream.band_mw
+        f0 = st.upstream_follow_mw
+        nw_line = nw.line_in_service if st.line_in_service is None else st.line_in_service
+        line_active = nw_line & live[nw.line_from] & live[nw.line_to]
+
+        g = len(ud.g_bus)
+        t_idx = np.arange(h)
+        g_u_lb, g_u_ub = np.zeros((g, h)), np.ones((g, h))
+        g_s_ub = np.ones((g, h))
+        up_left = np.where(s.g_on, _periods(ud.g_up * dt_s - s.g_since_s, dt_s), 0)
+        down_left = np.where(~s.g_on, _periods(ud.g_down * dt_s - s.g_since_s, dt_s), 0)
+        g_u_lb[t_idx[None, :] < up_left[:, None]] = 1.0
+        g_u_ub[t_idx[None, :] < down_left[:, None]] = 0.0
+        delay = _periods(
+            np.array([u.module.start_delay_s for u in self.units if u.type is UnitType.FAST_GEN]),
+            dt_s,
+        )
+        g_s_ub[t_idx[None, :] < delay[:, None]] = 0.0
+        pending = ~np.isnan(s.g_online_at)
+        j = np.where(pending, _periods(np.nan_to_num(s.g_online_at) - st.t_s, dt_s), 0)
+        for k in np.flatnonzero(pending):
+            g_u_ub[k, : int(j[k])] = 0.0
+            g_u_lb[k, int(j[k]) :] = 1.0
+            g_s_ub[k, int(j[k])] = 1.0
+        g_u_ub = np.maximum(g_u_ub, g_u_lb)
+
+        d = len(ud.d_bus)
+        d_z_ub = np.ones((d, h))
+        notify = _periods(
+            np.array([u.module.notification_s for u in self.units if u.type is UnitType.DR]), dt_s
+        )
+        d_z_ub[t_idx[None, :] < notify[:, None]] = 0.0
+        ready = ~np.isnan(s.d_ready_at)
+        jr = np.where(ready, _periods(np.nan_to_num(s.d_ready_at) - st.t_s, dt_s), 0)
+        for k in np.flatnonzero(ready):
+            d_z_ub[k, int(jr[k]) :] = 1.0
+        run = np.floor(s.d_run_s / dt_s + 1e-9)
+        m = ud.d_max_on[:, None]
+        d_run_left = m - np.minimum(run[:, None], np.maximum(m - t_idx[None, :], 0))
+        return Window(
+            dt_h=dt_s / 3600,
+            demand_p=dp,
+            demand_q=dq,
+            energised=live,
+            line_active=line_active,
+            schedule=schedule,
+            follow_lo=max(-band, f0 - reach),
+            follow_hi=min(band, f0 + reach),
+            band=band,
+            ramp=reach,
+            v2_min=self.v2[0],
+            v2_max=self.v2[1],
+            st_e0=s.e,
+            g_p0=s.g_p,
+            g_u0=s.g_on.astype(float),
+            g_u_lb=g_u_lb,
+            g_u_ub=g_u_ub,
+            g_s_ub=g_s_ub,
+            d_a0=s.d_on.astype(float),
+            d_z_ub=d_z_ub,
+            d_run_left=d_run_left,
+            d_budget_mwh=np.maximum(
+                np.array([u.module.energy_mwh for u in self.units if u.type is UnitType.DR])
+                - s.d_used,
+                0.0,
+            ),
+            d_owed0=s.d_owed,
+        )
+
+    # ---- solve --------------------------------------------------------------------------------
+    def _solve_highs(self, w: Window) -> tuple[SolveStatus, np.ndarray | None, Handles]:
+        import highspy
+
+        b = ArrayBuilder()
+        handles = assemble(b, self.net, self.ud, w, self.weights)
+        milp = b.build()
+        if self._highs is None:
+            h = highspy.Highs()
+            for key, value in (
+                ("output_flag", False),
+                ("threads", 1),
+                ("random_seed", 0),
+                ("mip_rel_gap", self.cfg.mip_gap),
+                ("time_limit", self.cfg.time_limit_s),
+            ):
+                h.setOptionValue(key, value)
+            lp = highspy.HighsLp()
+            lp.num_col_, lp.num_row_ = milp.A.shape[1], milp.A.shape[0]
+            lp.col_cost_, lp.col_lower_, lp.col_upper_ = milp.cost, milp.lb, milp.ub
+            lp.row_lower_, lp.row_upper_ = milp.row_lo, milp.row_hi
+            lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+            lp.a_matrix_.start_ = milp.A.indptr
+            lp.a_matrix_.index_ = milp.A.indices
+            lp.a_matrix_.value_ = milp.A.data
+            lp.integrality_ = [
+                highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
+                for i in milp.integer
+            ]
+            h.passModel(lp)
+            self._highs, self._nnz = h, milp.A.nnz
+        else:
+            h = self._highs
+            assert milp.A.nnz == self._nnz, "the dispatch matrix must not change between calls"
+            n, m = milp.A.shape[1], milp.A.shape[0]
+            h.changeColsBounds(n, np.arange(n, dtype=np.int32), milp.lb, milp.ub)
+            h.changeRowsBounds(m, np.arange(m, dtype=np.int32), milp.row_lo, milp.row_hi)
+            h.changeColsCost(n, np.arange(n, dtype=np.int32), milp.cost)
+        t0 = time.perf_counter()
+        h.run()
+        self.solver_s.append(time.perf_counter() - t0)
+        ms = h.getModelStatus()
+        info = h.getInfo()
+        has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
+        if ms == highspy.HighsModelStatus.kOptimal:
+            status = SolveStatus.OPTIMAL
+        elif has_solution:
+            status = SolveStatus.FEASIBLE
+        else:
+            return SolveStatus.SHED, None, handles
+        self.costs.append(float(info.objective_function_value))
+        return status, np.asarray(h.getSolution().col_value), handles
+
+    def _solve_pyomo(self, w: Window) -> tuple[SolveStatus, np.ndarray | None, Handles]:
+        b = PyomoBuilder()
+        handles = assemble(b, self.net, self.ud, w, self.weights)
+        t0 = time.perf_counter()
+        status, x = b.solve(time_limit_s=self.cfg.time_limit_s, mip_gap=self.cfg.mip_gap)
+        self.solver_s.append(time.perf_counter() - t0)
+        if not status.is_ok:
+            return status, None, handles
+        cost = ArrayBuilder()
+        assemble(cost, self.net, self.ud, w, self.weights)
+        self.costs.append(float(cost.build().cost @ x))
+        return status, x, handles
+
+    # ---- the policy -----------------------------------------------------------------------------
+    def dispatch(self, st: GridState) -> SetPoints:
+        t0 = time.perf_counter()
+        self._advance(st.t_s)
+        w = self._window(st)
+        try:
+            status, x, hd = (self._solve_highs if self.backend == "highs" else self._solve_pyomo)(w)
+        except Exception:  # a solver crash is data too: fall back and go on
+            status, x, hd = SolveStatus.SHED, None, None
+        if x is not None:
+            plan = _Plan(
+                st.t_s,
+                x[hd.st_pc],
+                x[hd.st_pd],
+                x[hd.g_p],
+                x[hd.g_u],
+                x[hd.d_d],
+                x[hd.d_pb],
+                x[hd.shed],
+            )
+            self._plan = plan
+            self._commands(st.t_s, x, hd)
+        elif self._plan is not None and st.t_s - self._plan.t_s < self.h * self.dt_s:
+            status = SolveStatus.HELD
+            k = int((st.t_s - self._plan.t_s) // self.dt_s)
+            plan = self._shifted(self._plan, k, st.t_s)
+        else:
+            status = SolveStatus.SHED
+            plan = None
+        self._ai_prev = (st.t_s, st.ai_load_mw.copy())
+        sp = self._setpoints(st, plan, status)
+        self.step_wall_s.append(time.perf_counter() - t0)
+        return SetPoints(
+            sp.p_injection_mw,
+            sp.q_injection_mvar,
+            sp.shed_mw,
+            status=int(status),
+            solve_s=self.step_wall_s[-1],
+        )
+
+    def _commands(self, t_s: float, x: np.ndarray, hd: Handles) -> None:
+        """Issue start commands and DR notifications the plan needs now (delays are real)."""
+        s = self.state
+        delay = np.array(
+            [u.module.start_delay_s for u in self.units if u.type is UnitType.FAST_GEN]
+        )
+        k = _periods(delay, self.dt_s).astype(int)
+        for i in range(len(delay)):
+            if (
+                not s.g_on[i]
+                and np.isnan(s.g_online_at[i])
+                and k[i] > 0
+                and k[i] < self.h
+                and x[hd.g_s[i, k[i]]] > 0.5
+            ):
+                s.g_online_at[i] = t_s + delay[i]
+        notice = np.array([u.module.notification_s for u in self.units if u.type is UnitType.DR])
+        kn = _periods(notice, self.dt_s).astype(int)
+        for i in range(len(notice)):
+            if (
+                not s.d_on[i]
+                and np.isnan(s.d_ready_at[i])
+                and 0 < kn[i] < self.h
+                and x[hd.d_z[i, kn[i]]] > 0.5
+            ):
+                s.d_ready_at[i] = t_s + notice[i]
+
+    def _shifted(self, plan: _Plan, k: int, t_s: float) -> _Plan:
+        def sh(a: np.ndarray, axis: int = 1) -> np.ndarray:
+            return np.take(
+                a, np.minimum(np.arange(a.shape[axis]) + k, a.shape[axis] - 1), axis=axis
+            )
+
+        held = _Plan(
+            t_s,
+            sh(plan.st_pc),
+            sh(plan.st_pd),
+            sh(plan.g_p),
+            sh(plan.g_u),
+            sh(plan.d_d),
+            sh(plan.d_pb),
+            sh(plan.shed, 0),
+        )
+        # the held plan must respect the state it now meets
+        s, ud = self.state, self.ud
+        room_dis = np.maximum(s.e - ud.st_emin, 0) * ud.st_eta_d / (self.dt_s / 3600)
+        room_ch = np.maximum(ud.st_emax - s.e, 0) / ud.st_eta_c / (self.dt_s / 3600)
+        held.st_pd[:, 0] = np.minimum(held.st_pd[:, 0], room_dis)
+        held.st_pc[:, 0] = np.minimum(held.st_pc[:, 0], room_ch)
+        held.g_u[:, 0] = np.where(s.g_on, held.g_u[:, 0], 0.0)
+        return held
+
+    def _setpoints(self, st: GridState, plan: _Plan | None, status: SolveStatus) -> SetPoints:
+        n, ud = self.network.n_bus, self.ud
+        p_inj = np.zeros(n)
+        shed = np.zeros(n)
+        if plan is None:
+            # emergency: shed the AI excess over its base at the campus buses, nothing else
+            base = np.array(
+                [
+                    c.base_utilisation * c.p_nom_mw * float(prof.at(st.t_s))
+                    for c, prof in zip(self.campuses, self._campus_profiles, strict=True)
+                ]
+            )
+            np.add.at(shed, self._campus_bus, np.maximum(st.ai_load_mw - base, 0.0))
+            zeros = [
+                np.zeros((len(b), self.h))
+                for b in (ud.st_bus, ud.st_bus, ud.g_bus, ud.g_bus, ud.d_bus, ud.d_bus)
+            ]
+            plan = _Plan(st.t_s, *zeros, np.zeros((self.h, n)))
+        else:
+            shed = plan.shed[0].copy()
+        np.add.at(p_inj, ud.st_bus, plan.st_pd[:, 0] - plan.st_pc[:, 0])
+        np.add.at(p_inj, ud.g_bus, plan.g_p[:, 0] * (plan.g_u[:, 0] > 0.5))
+        np.add.at(p_inj, ud.d_bus, plan.d_d[:, 0] - plan.d_pb[:, 0])
+        self._applied = plan
+        return SetPoints(p_inj, np.zeros(n), shed)
+
+    def report(self, t_s: float) -> UnitReport:
+        """Units' power, energy, commitment and curtailment at t_s under the held set-points."""
+        ap, s, ud = self._applied, self.state, self.ud
+        n = len(self.units)
+        p, soc, on, dr = np.zeros(n), np.full(n, np.nan), np.zeros(n), np.zeros(n)
+        if ap is None:
+            return UnitReport(p, soc, on, dr)
+        el_h = 0.0 if self._t_last is None else (t_s - self._t_last) / 3600
+        kinds = np.array(self._kinds)
+        is_st = np.isin(kinds, STORAGE)
+        is_g = kinds == UnitType.FAST_GEN
+        is_d = kinds == UnitType.DR
+        p[is_st] = ap.st_pd[:, 0] - ap.st_pc[:, 0]
+        soc[is_st] = np.clip(
+            s.e + el_h * (ud.st_eta_c * ap.st_pc[:, 0] - ap.st_pd[:, 0] / ud.st_eta_d),
+            ud.st_emin,
+            ud.st_emax,
+        )
+        g_on = ap.g_u[:, 0] > 0.5
+        p[is_g] = ap.g_p[:, 0] * g_on
+        on[is_g] = g_on
+        on[is_st] = 1.0
+        p[is_d] = ap.d_d[:, 0] - ap.d_pb[:, 0]
+        dr[is_d] = ap.d_d[:, 0]
+        on[is_d] = ap.d_d[:, 0] > 1e-9
+        return UnitReport(p, soc, on, dr)
