@@ -92,12 +92,29 @@ def _summary(ds) -> str:
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
 
+def _comparison(ds) -> str:
+    """The dispatched run against the do-nothing run on the same shocks."""
+    rows = [("", "do-nothing", ds.attrs["dispatch_policy"])]
+    for name, label, fmt in (
+        ("unserved_energy_mwh", "unserved energy (MWh)", "{:.4f}"),
+        ("imbalance_energy_mwh", "imbalance energy (MWh)", "{:.4f}"),
+        ("peak_imbalance_mw", "peak imbalance (MW)", "{:.4f}"),
+        ("voltage_violation_s", "voltage violation (s)", "{:.0f}"),
+        ("restoration_time_s", "restoration time (s)", "{:.0f}"),
+    ):
+        rows.append((label, fmt.format(float(ds[f"baseline_{name}"])), fmt.format(float(ds[name]))))
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    return "\n".join(f"  {a:<{w0}}  {b:>{w1}}  {c:>12}" for a, b, c in rows)
+
+
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from simgrid.config import load_config
     from simgrid.ncio import write_dataset
-    from simgrid.runner import prepare, run, with_scenario
+    from simgrid.runner import prepare, run, with_baseline, with_scenario
+    from simgrid.types import DoNothing
 
     cfg = load_config(args.config, seed=args.seed)
     if args.scenarios:
@@ -112,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
         inputs.network.scale,
         time.perf_counter() - t0,
     )
-    show = not args.no_progress
+    show = not args.no_progress and sys.stderr.isatty()
     with tqdm(
         total=cfg.horizon_s,
         unit="s",
@@ -123,12 +140,17 @@ def _run(args: argparse.Namespace) -> int:
         leave=False,
     ) as bar:
         ds = run(cfg, inputs=inputs, progress=bar.update)
+    if cfg.dispatch.policy != "none":
+        baseline = run(cfg, inputs=inputs, policy=DoNothing(inputs.network.n_bus))
+        ds = with_baseline(ds, baseline)
     write_dataset(ds, out)
     print(
         f"simgrid: {cfg.name}: {ds.sizes['time']} steps in "
         f"{time.perf_counter() - t0:.1f} s -> {out}"
     )
     print(_summary(ds))
+    if cfg.dispatch.policy != "none":
+        print(_comparison(ds))
     return 0
 
 

@@ -74,15 +74,17 @@ class DispatchConfig:
     Penalty defaults: VoLL 10,000 $/MWh (US VoLL studies put it at 5-25 k$/MWh; ERCOT's price
     cap is 5 k$/MWh); imbalance 2,000 $/MWh (scarcity-priced balancing energy, below VoLL so
     shedding is the last resort); voltage 100,000 $/(pu h) (1 % of |V|^2 outside the band for
-    an hour costs like 100 MWh of imbalance); line overload 5,000 $/(MVA h); restoration
+    an hour costs like 100 MWh of imbalance); restoration
     20 $/MWh (a small pull of storage back to its target and of owed DR energy to zero).
+    `voltage_margin_pu` tightens the MILP's voltage limits for LinDistFlow's neglect of losses
+    (measured against AC on case33bw: 0.003 pu at the base case, ~0.01 pu near 0.90 pu).
     """
 
     policy: str = "none"
     redispatch_s: float = 300.0
     horizon_steps: int = 12
     time_limit_s: float = 1.0
-    mip_gap: float = 1e-3
+    mip_gap: float = 5e-3
     forecast: str = "persistence"
     catalogue: Path | None = None
     allocation: tuple[AllocationEntry, ...] = ()
@@ -90,8 +92,8 @@ class DispatchConfig:
     voll_per_mwh: float = 10_000.0
     imbalance_per_mwh: float = 2_000.0
     voltage_per_pu_h: float = 100_000.0
-    overload_per_mva_h: float = 5_000.0
     restoration_per_mwh: float = 20.0
+    voltage_margin_pu: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -372,8 +374,8 @@ def parse_dispatch(t: Table, allocation: list[Table], base_dir: Path) -> Dispatc
         voll_per_mwh=t.number("voll_per_mwh", d.voll_per_mwh, lo=0),
         imbalance_per_mwh=t.number("imbalance_per_mwh", d.imbalance_per_mwh, lo=0),
         voltage_per_pu_h=t.number("voltage_per_pu_h", d.voltage_per_pu_h, lo=0),
-        overload_per_mva_h=t.number("overload_per_mva_h", d.overload_per_mva_h, lo=0),
         restoration_per_mwh=t.number("restoration_per_mwh", d.restoration_per_mwh, lo=0),
+        voltage_margin_pu=t.number("voltage_margin_pu", d.voltage_margin_pu, lo=0, hi=0.2),
     )
     if cfg.policy == "milp":
         if cfg.catalogue is None:

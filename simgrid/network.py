@@ -151,7 +151,8 @@ def build_network(cfg: NetworkConfig, source: str = "<config>") -> Network:
         k = cfg.scale_to_peak_mw / nominal_p_mw
         scale_net(net, k)
 
-    # Lines with no rating get margin x their base-case current (REFERENCE: case33bw has none).
+    # Lines with no rating get margin x max(base-case current, median line current)
+    # (REFERENCE: case33bw has none).
     unrated = (net.line.max_i_ka >= _NO_RATING_KA).to_numpy()
     if unrated.any():
         with warnings.catch_warnings():
@@ -159,8 +160,10 @@ def build_network(cfg: NetworkConfig, source: str = "<config>") -> Network:
             pp.runpp(net, numba=True)
         i_base = net.res_line[["i_from_ka", "i_to_ka"]].max(axis=1).fillna(0).to_numpy()
         live = net.line.in_service.to_numpy() & (i_base > 0)
-        fallback = float(np.median(i_base[live])) if live.any() else 1.0
-        rating = np.where(live, i_base, fallback) * cfg.line_rating_margin
+        # floor at the feeder's median line current: a lateral's end line would otherwise be
+        # rated for its tiny base load and overload on any new connection there
+        floor = float(np.median(i_base[live])) if live.any() else 1.0
+        rating = np.maximum(np.where(live, i_base, 0.0), floor) * cfg.line_rating_margin
         net.line.loc[unrated, "max_i_ka"] = rating[unrated]
 
     bus_of_load = _positions(net, net.load.bus.to_numpy())

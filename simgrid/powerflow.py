@@ -108,6 +108,10 @@ class PowerFlowEngine:
         g.update_loads_p(self._all_loads, p_mw.astype(np.float32))
         g.update_loads_q(self._all_loads, q_mvar.astype(np.float32))
         v = g.ac_pf(self._v, self._max_iter, self._tol_pu)
+        if v.size == 0 and not np.array_equal(self._v, self._v_flat):
+            # a warm start far from the new operating point can fail where a flat start does
+            # not: only a failure from the flat start is a collapse
+            v = g.ac_pf(self._v_flat.copy(), self._max_iter, self._tol_pu)
         if v.size == 0:
             self._v = self._v_flat.copy()  # do not warm-start the next step from a failure
             n = self.network

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from simgrid.config import RunConfig, ScenarioRef
@@ -14,7 +15,7 @@ from simgrid.errors import ConfigError
 from simgrid.metrics import with_metrics
 from simgrid.ncio import package_versions
 from simgrid.network import Network, build_network, check_placement
-from simgrid.profiles import load_profile
+from simgrid.profiles import campus_profile, load_profile
 from simgrid.types import DispatchPolicy
 
 
@@ -24,6 +25,71 @@ def prepare(cfg: RunConfig) -> SimulationInputs:
     check_placement(cfg.source, cfg.campuses, cfg.events, network)
     profile = load_profile(cfg.network.load_profile, cfg.network.load_profile_file, cfg.source)
     return SimulationInputs(cfg, network, profile)
+
+
+def build_policy(
+    cfg: RunConfig, inputs: SimulationInputs, *, backend: str = "highs", forecast: str | None = None
+) -> DispatchPolicy | None:
+    """The dispatch policy the config asks for (None: do nothing)."""
+    if cfg.dispatch.policy == "none":
+        return None
+    from simgrid.aiload import campus_load_mw
+    from simgrid.fcm import allocation_entries, build_units, load_catalogue
+    from simgrid.optimization.dispatcher import RollingDispatcher
+
+    dc = cfg.dispatch
+    catalogue = load_catalogue(dc.catalogue)
+    entries = dc.allocation
+    if dc.allocation_file is not None:
+        with xr.open_dataset(dc.allocation_file) as ds:
+            entries = allocation_entries(ds)
+    units = build_units(catalogue, entries, inputs.network.n_bus, cfg.source)
+    forecaster = None
+    if (forecast or dc.forecast) == "perfect":
+        profiles = [campus_profile(c, cfg.source) for c in cfg.campuses]
+
+        def forecaster(times):
+            return np.stack(
+                [
+                    campus_load_mw(c, prof, cfg.events, times)
+                    for c, prof in zip(cfg.campuses, profiles, strict=True)
+                ],
+                axis=1,
+            )
+
+    net = cfg.network
+    return RollingDispatcher(
+        inputs.network,
+        inputs.profile,
+        cfg.campuses,
+        units,
+        dc,
+        cfg.upstream,
+        v_min_pu=net.v_min_pu,
+        v_max_pu=net.v_max_pu,
+        max_loading_percent=net.max_loading_percent,
+        forecaster=forecaster,
+        backend=backend,
+    )
+
+
+COMPARED = (
+    "unserved_energy_mwh",
+    "imbalance_energy_mwh",
+    "peak_imbalance_mw",
+    "voltage_violation_s",
+    "restoration_time_s",
+)
+
+
+def with_baseline(ds: xr.Dataset, baseline: xr.Dataset) -> xr.Dataset:
+    """Add the do-nothing run's scalar metrics as `baseline_*` for comparison."""
+    out = ds.copy()
+    for name in COMPARED:
+        out[f"baseline_{name}"] = baseline[name].assign_attrs(
+            long_name=f"{baseline[name].attrs['long_name']} without flexible resources"
+        )
+    return out
 
 
 def run_attrs(cfg: RunConfig, network: Network, policy_name: str) -> dict[str, object]:
@@ -64,6 +130,7 @@ def run(
 ) -> xr.Dataset:
     """One closed-loop run with metrics and attributes; `inputs` reuses a prepared network."""
     inputs = inputs if inputs is not None else prepare(cfg)
+    policy = policy if policy is not None else build_policy(cfg, inputs)
     ds = simulate(inputs, policy, progress=progress)
     name = type(policy).__name__ if policy is not None else "DoNothing"
     ds.attrs.update(run_attrs(cfg, inputs.network, name))

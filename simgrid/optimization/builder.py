@@ -63,7 +63,12 @@ class ArrayBuilder:
         self.n_rows = 0
 
     def add_vars(
-        self, shape: int | tuple[int, ...], lb=0.0, ub=INF, cost=0.0, integer: bool = False
+        self,
+        shape: int | tuple[int, ...],
+        lb=0.0,
+        ub=INF,
+        cost=0.0,
+        integer: bool = False,
     ) -> np.ndarray:
         ids = np.arange(self.n_cols, self.n_cols + int(np.prod(shape))).reshape(shape)
         n = ids.size
@@ -126,7 +131,12 @@ class PyomoBuilder:
         self.n_cols = 0
 
     def add_vars(
-        self, shape: int | tuple[int, ...], lb=0.0, ub=INF, cost=0.0, integer: bool = False
+        self,
+        shape: int | tuple[int, ...],
+        lb=0.0,
+        ub=INF,
+        cost=0.0,
+        integer: bool = False,
     ) -> np.ndarray:
         pyo = self.pyo
         ids = np.arange(self.n_cols, self.n_cols + int(np.prod(shape))).reshape(shape)

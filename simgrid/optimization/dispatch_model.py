@@ -1,9 +1,10 @@
 """The Stage-II dispatch MILP over one lookahead window, assembled from small functions.
 
 Network: LinDistFlow on the feeder tree (lossless P/Q flows, squared voltage drops
-v_to = v_from - 2 (r P + x Q) / V_base^2, voltage limits with penalised violation, an octagon
-around each line's MVA rating with penalised overload). Import follows its schedule within a
-band and ramp limit; the rest is imbalance. Units: storage (BESS, LDES), fast generation, DR.
+v_to = v_from - 2 (r P + x Q) / V_base^2, voltage limits with penalised violation, a hard
+octagon around each line's MVA rating: shedding at VoLL is the feasible last resort).
+Import follows its schedule within a band and ramp limit; the rest is imbalance.
+Units: storage (BESS, LDES), fast generation, DR.
 
 Everything that changes between calls (forecasts, state, topology) enters through column
 bounds and row bounds only, so the matrix is identical call after call: the persistent solver
@@ -67,7 +68,6 @@ class Weights:
     voll: float
     imbalance: float
     voltage: float
-    overload: float
     restoration: float
 
 
@@ -146,13 +146,16 @@ def assemble(b, net: NetworkData, u: UnitData, w: Window, wt: Weights) -> Handle
     dt = w.dt_h
 
     # ---- network: LinDistFlow --------------------------------------------------------------
+    # line ratings: an octagon around the MVA rating, |P|, |Q| <= S as bounds and
+    # |P + Q|, |P - Q| <= sqrt(2) S as rows (hard: shedding is the feasible last resort)
     active = np.broadcast_to(w.line_active, (h, lines))
-    big = np.where(active, INF, 0.0)
-    p = b.add_vars((h, lines), -big, big)
-    q = b.add_vars((h, lines), -big, big)
+    lim = np.where(active, net.s_max_mva, 0.0)
+    p = b.add_vars((h, lines), -lim, lim)
+    q = b.add_vars((h, lines), -lim, lim)
     slack = np.zeros((h, n), bool)
     slack[:, net.slack] = True
-    v2 = b.add_vars((h, n), np.where(slack, 1.0, 0.0), np.where(slack, 1.0, 4.0))  # slack: 1 pu
+    # squared voltages; the substation is held at 1 pu
+    v2 = b.add_vars((h, n), np.where(slack, 1.0, 0.0), np.where(slack, 1.0, 4.0))
     under = b.add_vars((h, n), 0.0, INF, wt.voltage * dt)
     over = b.add_vars((h, n), 0.0, INF, wt.voltage * dt)
     live = np.broadcast_to(w.energised, (h, n))
@@ -164,11 +167,9 @@ def assemble(b, net: NetworkData, u: UnitData, w: Window, wt: Weights) -> Handle
         lo=drop[0],
         hi=drop[1],
     )
-    ovl = b.add_vars((h, lines), 0.0, INF, wt.overload * dt)
-    s = net.s_max_mva
-    for cp, cq, lim in ((1, 0, s), (0, 1, s), (1, 1, np.sqrt(2) * s), (1, -1, np.sqrt(2) * s)):
-        b.add_rows([(float(cp), p), (float(cq), q), (-1.0, ovl)], hi=lim)
-        b.add_rows([(float(cp), p), (float(cq), q), (1.0, ovl)], lo=-lim)
+    diag = np.sqrt(2) * net.s_max_mva
+    for sign in (1.0, -1.0):
+        b.add_rows([(1.0, p), (sign, q)], lo=-diag, hi=diag)
 
     # ---- demand, shedding, import ------------------------------------------------------------
     shed = b.add_vars((h, n), 0.0, np.maximum(w.demand_p, 0.0) * live, wt.voll * dt)

@@ -10,6 +10,7 @@ the AI excess at VoLL; the status is recorded and the run goes on.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ import numpy as np
 from simgrid.config import DispatchConfig, UpstreamConfig
 from simgrid.fcm import STORAGE, Unit, UnitType
 from simgrid.network import Network
-from simgrid.optimization.builder import ArrayBuilder, PyomoBuilder, SolveStatus
+from simgrid.optimization.builder import ArrayBuilder, Milp, PyomoBuilder, SolveStatus
 from simgrid.optimization.dispatch_model import (
     Handles,
     NetworkData,
@@ -32,7 +33,44 @@ from simgrid.optimization.dispatch_model import (
 from simgrid.profiles import LoadProfile, campus_profile
 from simgrid.types import Campus, GridState, SetPoints, UnitReport
 
+log = logging.getLogger(__name__)
+
+# One thread and a fixed seed: reproducible solves. The sub-MIP heuristics (RENS, RINS, root
+# reduced cost) are off: on this model's hard windows they took most of the time (e.g. 426 ->
+# 228 ms) while the root LP bound was already at or near the optimum.
+HIGHS_OPTIONS = {
+    "output_flag": False,
+    "threads": 1,
+    "random_seed": 0,
+    "mip_heuristic_effort": 0.0,
+    "mip_heuristic_run_rens": False,
+    "mip_heuristic_run_rins": False,
+    "mip_heuristic_run_root_reduced_cost": False,
+}
+
 Forecaster = Callable[[np.ndarray], np.ndarray]  # times (H,) -> AI load (H, campus)
+
+
+INF_MW = 1e9
+
+
+def _highs_lp(milp: Milp):
+    """The MILP as a highspy model (column-wise matrix)."""
+    import highspy
+
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = milp.A.shape[1], milp.A.shape[0]
+    lp.col_cost_, lp.col_lower_, lp.col_upper_ = milp.cost, milp.lb, milp.ub
+    lp.row_lower_, lp.row_upper_ = milp.row_lo, milp.row_hi
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = milp.A.indptr
+    lp.a_matrix_.index_ = milp.A.indices
+    lp.a_matrix_.value_ = milp.A.data
+    lp.integrality_ = [
+        highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
+        for i in milp.integer
+    ]
+    return lp
 
 
 def network_data(nw: Network, max_loading_percent: float) -> NetworkData:
@@ -157,10 +195,10 @@ class RollingDispatcher:
             cfg.voll_per_mwh,
             cfg.imbalance_per_mwh,
             cfg.voltage_per_pu_h,
-            cfg.overload_per_mva_h,
             cfg.restoration_per_mwh,
         )
-        self.v2 = (v_min_pu**2, v_max_pu**2)
+        margin = cfg.voltage_margin_pu  # LinDistFlow is optimistic: keep a margin
+        self.v2 = ((v_min_pu + margin) ** 2, (v_max_pu - margin) ** 2)
         self.forecaster = forecaster
         self._kinds = [u.type for u in self.units]
         ud = self.ud
@@ -181,7 +219,6 @@ class RollingDispatcher:
         self._t_last: float | None = None
         self._ai_prev: tuple[float, np.ndarray] | None = None
         self._highs = None
-        self._handles: Handles | None = None
         self.step_wall_s: list[float] = []
         self.solver_s: list[float] = []
         self.costs: list[float] = []
@@ -326,7 +363,7 @@ class RollingDispatcher:
         )
 
     # ---- solve --------------------------------------------------------------------------------
-    def _solve_highs(self, w: Window) -> tuple[SolveStatus, np.ndarray | None, Handles]:
+    def _solve_highs(self, w: Window, w_t: float) -> tuple[SolveStatus, np.ndarray | None, Handles]:
         import highspy
 
         b = ArrayBuilder()
@@ -334,27 +371,14 @@ class RollingDispatcher:
         milp = b.build()
         if self._highs is None:
             h = highspy.Highs()
-            for key, value in (
-                ("output_flag", False),
-                ("threads", 1),
-                ("random_seed", 0),
-                ("mip_rel_gap", self.cfg.mip_gap),
-                ("time_limit", self.cfg.time_limit_s),
-            ):
+            options = {
+                **HIGHS_OPTIONS,
+                "mip_rel_gap": self.cfg.mip_gap,
+                "time_limit": self.cfg.time_limit_s,
+            }
+            for key, value in options.items():
                 h.setOptionValue(key, value)
-            lp = highspy.HighsLp()
-            lp.num_col_, lp.num_row_ = milp.A.shape[1], milp.A.shape[0]
-            lp.col_cost_, lp.col_lower_, lp.col_upper_ = milp.cost, milp.lb, milp.ub
-            lp.row_lower_, lp.row_upper_ = milp.row_lo, milp.row_hi
-            lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-            lp.a_matrix_.start_ = milp.A.indptr
-            lp.a_matrix_.index_ = milp.A.indices
-            lp.a_matrix_.value_ = milp.A.data
-            lp.integrality_ = [
-                highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
-                for i in milp.integer
-            ]
-            h.passModel(lp)
+            h.passModel(_highs_lp(milp))
             self._highs, self._nnz = h, milp.A.nnz
         else:
             h = self._highs
@@ -378,7 +402,7 @@ class RollingDispatcher:
         self.costs.append(float(info.objective_function_value))
         return status, np.asarray(h.getSolution().col_value), handles
 
-    def _solve_pyomo(self, w: Window) -> tuple[SolveStatus, np.ndarray | None, Handles]:
+    def _solve_pyomo(self, w: Window, w_t: float) -> tuple[SolveStatus, np.ndarray | None, Handles]:
         b = PyomoBuilder()
         handles = assemble(b, self.net, self.ud, w, self.weights)
         t0 = time.perf_counter()
@@ -397,8 +421,10 @@ class RollingDispatcher:
         self._advance(st.t_s)
         w = self._window(st)
         try:
-            status, x, hd = (self._solve_highs if self.backend == "highs" else self._solve_pyomo)(w)
-        except Exception:  # a solver crash is data too: fall back and go on
+            solve = self._solve_highs if self.backend == "highs" else self._solve_pyomo
+            status, x, hd = solve(w, st.t_s)
+        except Exception:  # a solver crash is data too: record it, fall back and go on
+            log.warning("dispatch solve failed at t = %.0f s", st.t_s, exc_info=True)
             status, x, hd = SolveStatus.SHED, None, None
         if x is not None:
             plan = _Plan(
@@ -535,3 +561,57 @@ class RollingDispatcher:
         dr[is_d] = ap.d_d[:, 0]
         on[is_d] = ap.d_d[:, 0] > 1e-9
         return UnitReport(p, soc, on, dr)
+
+
+def lindistflow_vm(
+    network: Network,
+    demand_p_mw: np.ndarray,
+    demand_q_mvar: np.ndarray,
+    line_in_service: np.ndarray | None = None,
+) -> np.ndarray:
+    """|V| (pu) of the dispatch model's network equations for one period, no units, no shed.
+
+    Solves the same LinDistFlow rows the MILP uses (as an LP whose only freedom is the
+    violation slacks), for validating the linearisation against the AC power flow.
+    """
+    import highspy
+
+    status = network.line_in_service if line_in_service is None else line_in_service
+    live = network.energised(status)
+    z = np.zeros((0, 1))
+    w = Window(
+        dt_h=1.0,
+        demand_p=demand_p_mw[None] * live,
+        demand_q=demand_q_mvar[None] * live,
+        energised=live,
+        line_active=status & live[network.line_from] & live[network.line_to],
+        schedule=np.zeros(1),
+        follow_lo=-INF_MW,
+        follow_hi=INF_MW,
+        band=INF_MW,
+        ramp=INF_MW,
+        v2_min=0.0,
+        v2_max=4.0,
+        st_e0=z[:, 0],
+        g_p0=z[:, 0],
+        g_u0=z[:, 0],
+        g_u_lb=z,
+        g_u_ub=z,
+        g_s_ub=z,
+        d_a0=z[:, 0],
+        d_z_ub=z,
+        d_run_left=z,
+        d_budget_mwh=z[:, 0],
+        d_owed0=z[:, 0],
+    )
+    b = ArrayBuilder()
+    hd = assemble(
+        b, network_data(network, 1e6), unit_data((), 300.0, 1), w, Weights(1e4, 0.0, 0.0, 0.0)
+    )
+    milp = b.build()
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.passModel(_highs_lp(milp))
+    h.run()
+    v2 = np.asarray(h.getSolution().col_value)[hd.v2[0]]
+    return np.where(live, np.sqrt(np.maximum(v2, 0.0)), np.nan)
