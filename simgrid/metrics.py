@@ -287,4 +287,37 @@ def with_metrics(ds: xr.Dataset) -> xr.Dataset:
         int((~ds["pf_converged"].to_numpy().astype(bool)).sum()),
         attrs={"units": "1", "long_name": "steps whose AC power flow did not converge"},
     )
+    if "fcm_p_mw" in ds and "unit_cost_per_mwh" in ds:
+        out = out.merge(fcm_metrics(ds))
     return out.merge(event_metrics(ds))
+
+
+def fcm_metrics(ds: xr.Dataset) -> xr.Dataset:
+    """Energy through each flexible unit and the operating cost of the dispatch.
+
+    Throughput: |power| integrated (storage: charge + discharge); DR costs its curtailed
+    energy; generators add their start cost for each off -> on transition.
+    """
+    dur_h = step_durations_s(ds)[:, None] / 3600.0
+    through = (np.abs(ds["fcm_p_mw"].to_numpy()) * dur_h).sum(axis=0)
+    curtailed = (ds["dr_curtail_mw"].to_numpy() * dur_h).sum(axis=0)
+    is_dr = ds["unit_type"].to_numpy().astype(str) == "dr"
+    priced = np.where(is_dr, curtailed, through)
+    on = ds["unit_on"].to_numpy() > 0.5
+    starts = (np.diff(on.astype(int), axis=0) > 0).sum(axis=0)
+    cost = ds["unit_cost_per_mwh"].to_numpy() * priced + ds["unit_start_cost"].to_numpy() * starts
+    return xr.Dataset(
+        {
+            "fcm_energy_mwh": (
+                "unit",
+                through,
+                {"units": "MWh", "long_name": "energy through the unit (|P| dt)"},
+            ),
+            "fcm_starts": ("unit", starts, {"units": "1", "long_name": "off -> on transitions"}),
+            "fcm_cost": (
+                (),
+                float(cost.sum()),
+                {"units": "$", "long_name": "operating cost of the flexible units"},
+            ),
+        }
+    )

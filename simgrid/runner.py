@@ -132,6 +132,10 @@ def run(
     inputs = inputs if inputs is not None else prepare(cfg)
     policy = policy if policy is not None else build_policy(cfg, inputs)
     ds = simulate(inputs, policy, progress=progress)
+    if getattr(policy, "units", None):
+        from simgrid.optimization.dispatcher import unit_dataset
+
+        ds = ds.merge(unit_dataset(policy.units))
     name = type(policy).__name__ if policy is not None else "DoNothing"
     ds.attrs.update(run_attrs(cfg, inputs.network, name))
     return with_metrics(ds)

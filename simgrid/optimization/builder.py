@@ -182,20 +182,24 @@ class PyomoBuilder:
             )
         return np.arange(n).reshape(shape)
 
-    def solve(self, *, time_limit_s: float, mip_gap: float) -> tuple[SolveStatus, np.ndarray]:
-        """Solve with HiGHS through pyomo; the column values in builder order."""
+    def solve(
+        self, *, time_limit_s: float, mip_gap: float, highs_options: dict | None = None
+    ) -> tuple[SolveStatus, np.ndarray]:
+        """Solve with HiGHS through pyomo's APPSI interface; column values in builder order."""
+        from pyomo.contrib.appsi.base import TerminationCondition
+        from pyomo.contrib.appsi.solvers import Highs
+
         pyo = self.pyo
         self.model.obj = pyo.Objective(expr=sum(self._objective), sense=pyo.minimize)
-        opt = pyo.SolverFactory("appsi_highs")
+        opt = Highs()
         opt.config.load_solution = False
-        opt.highs_options = {"mip_rel_gap": mip_gap, "threads": 1, "output_flag": False}
-        res = opt.solve(self.model, timelimit=time_limit_s)
-        from pyomo.contrib.appsi.base import TerminationCondition as TC
-
+        opt.config.time_limit = time_limit_s
+        opt.config.mip_gap = mip_gap
+        opt.highs_options = dict(highs_options or {})
+        res = opt.solve(self.model)
         if res.best_feasible_objective is None:
             return SolveStatus.SHED, np.zeros(self.n_cols)
         res.solution_loader.load_vars()
-        status = (
-            SolveStatus.OPTIMAL if res.termination_condition == TC.optimal else SolveStatus.FEASIBLE
-        )
+        optimal = res.termination_condition == TerminationCondition.optimal
+        status = SolveStatus.OPTIMAL if optimal else SolveStatus.FEASIBLE
         return status, np.array([v.value or 0.0 for v in self._vars])

@@ -19,6 +19,8 @@ import numpy as np
 
 from simgrid.optimization.builder import INF
 
+DISCOUNT_PER_PERIOD = 0.98
+
 
 @dataclass(frozen=True, eq=False)
 class NetworkData:
@@ -144,6 +146,9 @@ def assemble(b, net: NetworkData, u: UnitData, w: Window, wt: Weights) -> Handle
     n, lines = net.n_bus, len(net.line_from)
     later = (np.arange(h) > 0).astype(float)  # 0 in period 0: its "previous" is the state
     dt = w.dt_h
+    # later periods weigh a little less: under a flat forecast the relief would otherwise be
+    # postponed call after call (acting later looks as good, and owed energy costs holding)
+    disc = DISCOUNT_PER_PERIOD ** np.arange(h)
 
     # ---- network: LinDistFlow --------------------------------------------------------------
     # line ratings: an octagon around the MVA rating, |P|, |Q| <= S as bounds and
@@ -156,8 +161,8 @@ def assemble(b, net: NetworkData, u: UnitData, w: Window, wt: Weights) -> Handle
     slack[:, net.slack] = True
     # squared voltages; the substation is held at 1 pu
     v2 = b.add_vars((h, n), np.where(slack, 1.0, 0.0), np.where(slack, 1.0, 4.0))
-    under = b.add_vars((h, n), 0.0, INF, wt.voltage * dt)
-    over = b.add_vars((h, n), 0.0, INF, wt.voltage * dt)
+    under = b.add_vars((h, n), 0.0, INF, wt.voltage * dt * disc[:, None])
+    over = b.add_vars((h, n), 0.0, INF, wt.voltage * dt * disc[:, None])
     live = np.broadcast_to(w.energised, (h, n))
     b.add_rows([(1.0, v2), (1.0, under)], lo=np.where(live, w.v2_min, -INF))
     b.add_rows([(1.0, v2), (-1.0, over)], hi=np.where(live, w.v2_max, INF))
@@ -172,15 +177,15 @@ def assemble(b, net: NetworkData, u: UnitData, w: Window, wt: Weights) -> Handle
         b.add_rows([(1.0, p), (sign, q)], lo=-diag, hi=diag)
 
     # ---- demand, shedding, import ------------------------------------------------------------
-    shed = b.add_vars((h, n), 0.0, np.maximum(w.demand_p, 0.0) * live, wt.voll * dt)
+    shed = b.add_vars((h, n), 0.0, np.maximum(w.demand_p, 0.0) * live, wt.voll * dt * disc[:, None])
     imp = b.add_vars(h, -INF, INF)
     imp_q = b.add_vars(h, -INF, INF)
     follow_lo = np.full(h, -w.band)
     follow_hi = np.full(h, w.band)
     follow_lo[0], follow_hi[0] = w.follow_lo, w.follow_hi
     follow = b.add_vars(h, follow_lo, follow_hi)
-    imb_pos = b.add_vars(h, 0.0, INF, wt.imbalance * dt)
-    imb_neg = b.add_vars(h, 0.0, INF, wt.imbalance * dt)
+    imb_pos = b.add_vars(h, 0.0, INF, wt.imbalance * dt * disc)
+    imb_neg = b.add_vars(h, 0.0, INF, wt.imbalance * dt * disc)
     b.add_rows(
         [(1.0, imp), (-1.0, follow), (-1.0, imb_pos), (1.0, imb_neg)], lo=w.schedule, hi=w.schedule
     )

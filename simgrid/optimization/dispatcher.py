@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import xarray as xr
 
 from simgrid.config import DispatchConfig, UpstreamConfig
 from simgrid.fcm import STORAGE, Unit, UnitType
@@ -52,6 +53,17 @@ Forecaster = Callable[[np.ndarray], np.ndarray]  # times (H,) -> AI load (H, cam
 
 
 INF_MW = 1e9
+
+
+def new_highs(**options):
+    """A Highs object with simgrid's options: every one in the process must agree on `threads`
+    (HiGHS cannot change it after the first solve)."""
+    import highspy
+
+    h = highspy.Highs()
+    for key, value in {**HIGHS_OPTIONS, **options}.items():
+        h.setOptionValue(key, value)
+    return h
 
 
 def _highs_lp(milp: Milp):
@@ -144,7 +156,7 @@ class _State:
     d_run_s: np.ndarray
     d_used: np.ndarray
     d_owed: np.ndarray
-    d_ready_at: np.ndarray  # pending notification: when curtailment may start (nan: none)
+    d_ready_at: np.ndarray  # notified: when curtailment may start (nan: no notice given)
 
 
 @dataclass(frozen=True)
@@ -249,7 +261,7 @@ class RollingDispatcher:
         s.d_on = active
         s.d_used = s.d_used + ap.d_d[:, 0] * el_h
         s.d_owed = np.maximum(s.d_owed + (ud.d_rebound * ap.d_d[:, 0] - ap.d_pb[:, 0]) * el_h, 0)
-        s.d_ready_at = np.where(s.d_ready_at <= t_s + 1e-9, np.nan, s.d_ready_at)
+        s.d_ready_at = np.where(active, np.nan, s.d_ready_at)  # a notice is used once
         self._t_last = t_s
 
     # ---- forecast and window ----------------------------------------------------------------
@@ -328,7 +340,7 @@ class RollingDispatcher:
         ready = ~np.isnan(s.d_ready_at)
         jr = np.where(ready, _periods(np.nan_to_num(s.d_ready_at) - st.t_s, dt_s), 0)
         for k in np.flatnonzero(ready):
-            d_z_ub[k, int(jr[k]) :] = 1.0
+            d_z_ub[k, max(int(jr[k]), 0) :] = 1.0
         run = np.floor(s.d_run_s / dt_s + 1e-9)
         m = ud.d_max_on[:, None]
         d_run_left = m - np.minimum(run[:, None], np.maximum(m - t_idx[None, :], 0))
@@ -370,14 +382,7 @@ class RollingDispatcher:
         handles = assemble(b, self.net, self.ud, w, self.weights)
         milp = b.build()
         if self._highs is None:
-            h = highspy.Highs()
-            options = {
-                **HIGHS_OPTIONS,
-                "mip_rel_gap": self.cfg.mip_gap,
-                "time_limit": self.cfg.time_limit_s,
-            }
-            for key, value in options.items():
-                h.setOptionValue(key, value)
+            h = new_highs(mip_rel_gap=self.cfg.mip_gap, time_limit=self.cfg.time_limit_s)
             h.passModel(_highs_lp(milp))
             self._highs, self._nnz = h, milp.A.nnz
         else:
@@ -406,7 +411,11 @@ class RollingDispatcher:
         b = PyomoBuilder()
         handles = assemble(b, self.net, self.ud, w, self.weights)
         t0 = time.perf_counter()
-        status, x = b.solve(time_limit_s=self.cfg.time_limit_s, mip_gap=self.cfg.mip_gap)
+        status, x = b.solve(
+            time_limit_s=self.cfg.time_limit_s,
+            mip_gap=self.cfg.mip_gap,
+            highs_options=HIGHS_OPTIONS,
+        )
         self.solver_s.append(time.perf_counter() - t0)
         if not status.is_ok:
             return status, None, handles
@@ -574,7 +583,6 @@ def lindistflow_vm(
     Solves the same LinDistFlow rows the MILP uses (as an LP whose only freedom is the
     violation slacks), for validating the linearisation against the AC power flow.
     """
-    import highspy
 
     status = network.line_in_service if line_in_service is None else line_in_service
     live = network.energised(status)
@@ -609,9 +617,43 @@ def lindistflow_vm(
         b, network_data(network, 1e6), unit_data((), 300.0, 1), w, Weights(1e4, 0.0, 0.0, 0.0)
     )
     milp = b.build()
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = new_highs()
     h.passModel(_highs_lp(milp))
     h.run()
     v2 = np.asarray(h.getSolution().col_value)[hd.v2[0]]
     return np.where(live, np.sqrt(np.maximum(v2, 0.0)), np.nan)
+
+
+def unit_dataset(units: Sequence[Unit]) -> xr.Dataset:
+    """Static per-unit data for the run Dataset (dim `unit`), enough to cost the dispatch."""
+
+    def col(fn, dtype=float):
+        return np.array([fn(u) for u in units], dtype=dtype)
+
+    def cost(u: Unit) -> float:
+        m = u.module
+        return {UnitType.FAST_GEN: m.marginal_cost_per_mwh, UnitType.DR: m.cost_per_mwh}.get(
+            u.type, m.degradation_cost_per_mwh
+        )
+
+    data = {
+        "unit_type": (col(lambda u: u.type.value, str), "1", "FCM type"),
+        "unit_bus": (col(lambda u: u.bus, np.int32), "1", "bus of the unit"),
+        "unit_count": (col(lambda u: u.count, np.int32), "1", "modules aggregated"),
+        "unit_p_mw": (col(lambda u: u.module.p_mw), "MW", "power rating"),
+        "unit_e_mwh": (col(lambda u: u.module.e_mwh), "MWh", "energy rating (storage)"),
+        "unit_cost_per_mwh": (
+            col(cost),
+            "$/MWh",
+            "marginal, curtailment or degradation cost "
+            "per MWh generated, curtailed or passed through",
+        ),
+        "unit_start_cost": (col(lambda u: u.module.start_cost), "$", "cost per start"),
+    }
+    return xr.Dataset(
+        {
+            k: xr.Variable("unit", v, {"units": un, "long_name": ln})
+            for k, (v, un, ln) in data.items()
+        },
+        coords={"unit": np.array([u.name for u in units], dtype=str)},
+    )

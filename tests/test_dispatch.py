@@ -1,0 +1,272 @@
+"""Stage-II dispatcher: hand-solvable one-bus cases, state across calls, fallback, backends."""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from simgrid.config import DispatchConfig, NetworkConfig, UpstreamConfig
+from simgrid.fcm import Module, Unit, UnitType
+from simgrid.network import build_network
+from simgrid.optimization.builder import SolveStatus
+from simgrid.optimization.dispatcher import RollingDispatcher, lindistflow_vm
+from simgrid.powerflow import PowerFlowEngine
+from simgrid.profiles import flat
+from simgrid.types import Campus, GridState
+
+from conftest import network
+
+MW_TOL = 1e-4  # solver tolerances on set-points
+# LinDistFlow against AC on case33bw (V_min 0.913 pu at base; 0.73 pu under the shock below)
+LINDISTFLOW_BASE_TOL_PU = 0.005
+LINDISTFLOW_SHOCK_TOL_PU = 0.05
+DT = 300.0
+
+
+@functools.cache
+def _two_bus(tmp_dir: str):
+    """Substation bus 0 and load bus 1 on a short, stiff line: 1 MW base load at bus 1."""
+    import pandapower as pp
+
+    net = pp.create_empty_network(sn_mva=10.0)
+    b0, b1 = pp.create_bus(net, 12.66), pp.create_bus(net, 12.66)
+    pp.create_ext_grid(net, b0, vm_pu=1.0)
+    pp.create_line_from_parameters(
+        net,
+        b0,
+        b1,
+        length_km=1.0,
+        r_ohm_per_km=0.05,
+        x_ohm_per_km=0.05,
+        c_nf_per_km=0.0,
+        max_i_ka=1.0,
+    )
+    pp.create_load(net, b1, p_mw=1.0, q_mvar=0.0)
+    path = f"{tmp_dir}/two_bus.json"
+    pp.to_json(net, path)
+    from pathlib import Path
+
+    return build_network(NetworkConfig(case=None, file=Path(path), load_profile="flat"))
+
+
+@pytest.fixture
+def two_bus(tmp_path_factory):
+    return _two_bus(str(tmp_path_factory.getbasetemp()))
+
+
+CAMPUS = Campus("dc", bus=1, p_nom_mw=3.0, base_utilisation=0.0)
+
+
+def _dispatcher(nw, *units: Unit, band: float = 0.0, ramp: float = 0.0, **cfg) -> RollingDispatcher:
+    # gap 0: hand-solvable cases must get the optimum, not an incumbent within 0.5 %
+    cfg = {"mip_gap": 0.0, **cfg}
+    dc = replace(DispatchConfig(policy="milp", redispatch_s=DT, horizon_steps=6), **cfg)
+    return RollingDispatcher(
+        nw,
+        flat(),
+        (CAMPUS,),
+        units,
+        dc,
+        UpstreamConfig(band_mw=band, ramp_mw_per_min=ramp),
+        v_min_pu=0.9,
+        v_max_pu=1.1,
+    )
+
+
+def _state(t_s: float, ai_mw: float, schedule_mw: float = 1.0) -> GridState:
+    """Bus 1 carries 1 MW base + the campus; the schedule assumes no AI load."""
+    return GridState(
+        t_s=t_s,
+        is_event_step=True,
+        demand_p_mw=np.array([0.0, 1.0 + ai_mw]),
+        demand_q_mvar=np.zeros(2),
+        energised=np.ones(2, bool),
+        line_in_service=np.ones(1, bool),
+        ai_load_mw=np.array([ai_mw]),
+        import_schedule_mw=schedule_mw,
+    )
+
+
+def _unit(utype: UnitType, **kw) -> Unit:
+    return Unit(f"{utype.value}@1", 1, 1, Module(f"{utype.value}", utype, **kw))
+
+
+def _bess(**kw) -> Unit:
+    base = dict(
+        p_mw=0.5,
+        e_mwh=1.0,
+        eta_charge=0.9,
+        eta_discharge=0.9,
+        soc_min=0.1,
+        soc_max=0.9,
+        soc_target=0.5,
+        degradation_cost_per_mwh=10.0,
+    )
+    return _unit(UnitType.BESS, **{**base, **kw})
+
+
+def test_lindistflow_error_against_ac_is_within_named_tolerances():
+    nw = network()
+    engine = PowerFlowEngine(nw)
+    p, q = nw.base_load_p_mw.copy(), nw.base_load_q_mvar.copy()
+    err = np.nanmax(np.abs(engine.solve(p, q).vm_pu - lindistflow_vm(nw, p, q)))
+    assert err < LINDISTFLOW_BASE_TOL_PU
+    p[17] += 1.5
+    q[17] += 0.3
+    p[2] += 1.0
+    q[2] += 0.2
+    ac = engine.solve(p, q).vm_pu
+    lin = lindistflow_vm(nw, p, q)
+    assert np.nanmin(ac) < 0.75  # a deep shock
+    assert np.nanmax(np.abs(ac - lin)) < LINDISTFLOW_SHOCK_TOL_PU
+    assert np.all(lin >= ac - 1e-9)  # lossless: LinDistFlow is optimistic, hence the margin
+
+
+def test_bess_discharges_its_rating_against_a_deficit_and_soc_carries_over(two_bus):
+    # a 1 MW deficit with no upstream band: the battery covers 0.5 MW (imbalance costs more
+    # than degradation); 300 s later its energy has dropped by 0.5 MW x 300 s / eta_d
+    pol = _dispatcher(two_bus, _bess())
+    sp = pol.dispatch(_state(0.0, 1.0))
+    assert sp.status == SolveStatus.OPTIMAL
+    assert sp.p_injection_mw[1] == pytest.approx(0.5, abs=MW_TOL)
+    pol.dispatch(_state(DT, 1.0))
+    expected = 0.5 - 0.5 * DT / 3600 / 0.9
+    assert pol.state.e[0] == pytest.approx(expected, abs=1e-6)
+    assert pol.report(DT).soc_mwh[0] == pytest.approx(expected, abs=1e-6)
+    # a surplus (the campus tripped below schedule) makes it charge instead
+    sp = pol.dispatch(_state(2 * DT, 0.0, schedule_mw=1.8))
+    assert sp.p_injection_mw[1] == pytest.approx(-0.5, abs=MW_TOL)
+
+
+def test_bess_at_minimum_soc_cannot_discharge(two_bus):
+    pol = _dispatcher(two_bus, _bess(soc_target=0.1))
+    pol.state.e[:] = 0.1  # at soc_min
+    sp = pol.dispatch(_state(0.0, 1.0))
+    assert sp.p_injection_mw[1] == pytest.approx(0.0, abs=MW_TOL)
+    assert sp.shed_mw.sum() == pytest.approx(0.0, abs=MW_TOL)  # imbalance, not shedding
+
+
+@pytest.mark.parametrize(("deficit", "expected"), [(0.05, 0.0), (0.15, 0.15), (0.4, 0.25)])
+def test_ldes_minimum_dispatch_block(two_bus, deficit, expected):
+    # block 0.1 MW: a 0.05 MW deficit is not worth a 0.1 MW block (it would leave a 0.05 MW
+    # surplus); 0.15 MW is served exactly; 0.4 MW is capped at the 0.25 MW rating
+    ldes = _unit(
+        UnitType.LDES,
+        p_mw=0.25,
+        e_mwh=2.5,
+        eta_charge=0.85,
+        eta_discharge=0.85,
+        soc_min=0.05,
+        soc_max=0.95,
+        soc_target=0.5,
+        p_min_block_mw=0.1,
+        degradation_cost_per_mwh=5.0,
+    )
+    sp = _dispatcher(two_bus, ldes).dispatch(_state(0.0, deficit))
+    assert sp.p_injection_mw[1] == pytest.approx(expected, abs=MW_TOL)
+
+
+def _gen(**kw) -> Unit:
+    base = dict(
+        p_mw=0.5,
+        p_min_mw=0.2,
+        ramp_mw_per_min=1.0,
+        start_delay_s=DT,
+        min_up_s=4 * DT,
+        min_down_s=DT,
+        start_cost=10.0,
+        marginal_cost_per_mwh=100.0,
+    )
+    return _unit(UnitType.FAST_GEN, **{**base, **kw})
+
+
+def test_fast_gen_start_delay_then_min_up_time_across_calls(two_bus):
+    pol = _dispatcher(two_bus, _gen())
+    sp = pol.dispatch(_state(0.0, 0.4))  # off, 5-minute start delay: nothing yet
+    assert sp.p_injection_mw[1] == pytest.approx(0.0, abs=MW_TOL)
+    assert pol.state.g_online_at[0] == pytest.approx(DT)  # start command issued now
+    sp = pol.dispatch(_state(DT, 0.4))  # online: covers the 0.4 MW deficit
+    assert pol.state.g_on[0]
+    assert sp.p_injection_mw[1] == pytest.approx(0.4, abs=MW_TOL)
+    # the deficit is gone, but min up (4 periods) keeps it on at p_min for the next calls
+    for k in (2, 3, 4):
+        sp = pol.dispatch(_state(k * DT, 0.0))
+        assert pol.report(k * DT).on[0] == 1.0, k
+        assert sp.p_injection_mw[1] == pytest.approx(0.2, abs=MW_TOL), k
+    sp = pol.dispatch(_state(5 * DT, 0.0))  # min up served: it stops
+    assert sp.p_injection_mw[1] == pytest.approx(0.0, abs=MW_TOL)
+
+
+def _dr(**kw) -> Unit:
+    base = dict(
+        p_mw=0.5,
+        notification_s=DT,
+        max_duration_s=2 * DT,
+        energy_mwh=10.0,
+        rebound_fraction=0.5,
+        payback_mw=0.5,
+        cost_per_mwh=50.0,
+    )
+    return _unit(UnitType.DR, **{**base, **kw})
+
+
+def test_dr_notification_max_duration_and_rebound_payback(two_bus):
+    pol = _dispatcher(two_bus, _dr(), band=0.1, ramp=10.0)
+    assert pol.dispatch(_state(0.0, 0.5)).p_injection_mw[1] == pytest.approx(0, abs=MW_TOL)
+    assert pol.state.d_ready_at[0] == pytest.approx(DT)  # notified now, ready in 300 s
+    # curtails 0.4 MW: the upstream band follows the other 0.1 MW
+    assert pol.dispatch(_state(DT, 0.5)).p_injection_mw[1] == pytest.approx(0.4, abs=MW_TOL)
+    assert pol.dispatch(_state(2 * DT, 0.5)).p_injection_mw[1] == pytest.approx(0.4, abs=MW_TOL)
+    # max duration (2 periods) reached: released even though the deficit persists
+    sp = pol.dispatch(_state(3 * DT, 0.5))
+    assert pol.report(3 * DT).dr_curtail_mw[0] == pytest.approx(0.0, abs=MW_TOL)
+    owed = 0.5 * 0.4 * 2 * DT / 3600
+    assert pol.state.d_owed[0] == pytest.approx(owed, abs=1e-6)
+    assert pol.state.d_used[0] == pytest.approx(0.4 * 2 * DT / 3600, abs=1e-6)
+    # deficit gone: the owed energy is paid back within the upstream band (0.1 MW)
+    sp = pol.dispatch(_state(4 * DT, 0.0))
+    assert sp.p_injection_mw[1] == pytest.approx(-0.1, abs=MW_TOL)
+    pol.dispatch(_state(5 * DT, 0.0))
+    assert pol.state.d_owed[0] == pytest.approx(owed - 0.1 * DT / 3600, abs=1e-6)
+
+
+def test_time_out_holds_the_last_plan_then_sheds_the_ai_excess(two_bus):
+    pol = _dispatcher(two_bus, _bess())
+    first = pol.dispatch(_state(0.0, 1.0))
+    assert first.status == SolveStatus.OPTIMAL
+    pol._highs.setOptionValue("time_limit", 1e-9)  # every later solve times out
+    held = pol.dispatch(_state(DT, 1.0))
+    assert held.status == SolveStatus.HELD
+    assert held.p_injection_mw[1] == pytest.approx(0.5, abs=MW_TOL)  # plan period 1
+    # no plan at all: a fresh dispatcher that cannot solve sheds the AI excess at VoLL
+    fresh = _dispatcher(two_bus, _bess(), time_limit_s=1e-9)
+    sp = fresh.dispatch(_state(0.0, 1.0))
+    assert sp.status == SolveStatus.SHED
+    assert sp.shed_mw[1] == pytest.approx(1.0)
+    assert sp.p_injection_mw[1] == 0.0
+
+
+def test_a_solver_crash_is_recorded_and_falls_back(two_bus, monkeypatch):
+    pol = _dispatcher(two_bus, _bess())
+
+    def boom(*_):
+        raise RuntimeError("solver died")
+
+    monkeypatch.setattr(pol, "_solve_highs", boom)
+    assert pol.dispatch(_state(0.0, 1.0)).status == SolveStatus.SHED
+
+
+def test_pyomo_rebuild_backend_finds_the_same_decisions(two_bus):
+    units = (_bess(), _gen(start_delay_s=0.0), _dr(notification_s=0.0))
+    fast = _dispatcher(two_bus, *units, mip_gap=0.0)
+    slow = replace_backend = _dispatcher(two_bus, *units, mip_gap=0.0)
+    replace_backend.backend = "pyomo"
+    for k, ai in enumerate((1.2, 1.2, 0.3)):
+        a, b = fast.dispatch(_state(k * DT, ai)), slow.dispatch(_state(k * DT, ai))
+        np.testing.assert_allclose(a.p_injection_mw, b.p_injection_mw, atol=MW_TOL)
+        assert fast.costs[-1] == pytest.approx(slow.costs[-1], rel=1e-6, abs=1e-6)
+    assert math.isfinite(sum(fast.costs))
