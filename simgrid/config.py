@@ -78,6 +78,9 @@ class DispatchConfig:
     20 $/MWh (a small pull of storage back to its target and of owed DR energy to zero).
     `voltage_margin_pu` tightens the MILP's voltage limits for LinDistFlow's neglect of losses
     (measured against AC on case33bw: 0.003 pu at the base case, ~0.01 pu near 0.90 pu).
+    `integer_periods`: commitment, activation and storage-mode binaries are integral in the
+    first periods of the lookahead and relaxed after (only the first period is applied; the
+    tail guides it). Must cover the longest start-up / notification delay.
     """
 
     policy: str = "none"
@@ -94,6 +97,7 @@ class DispatchConfig:
     voltage_per_pu_h: float = 100_000.0
     restoration_per_mwh: float = 20.0
     voltage_margin_pu: float = 0.01
+    integer_periods: int = 4
 
 
 @dataclass(frozen=True)
@@ -376,6 +380,7 @@ def parse_dispatch(t: Table, allocation: list[Table], base_dir: Path) -> Dispatc
         voltage_per_pu_h=t.number("voltage_per_pu_h", d.voltage_per_pu_h, lo=0),
         restoration_per_mwh=t.number("restoration_per_mwh", d.restoration_per_mwh, lo=0),
         voltage_margin_pu=t.number("voltage_margin_pu", d.voltage_margin_pu, lo=0, hi=0.2),
+        integer_periods=t.integer("integer_periods", d.integer_periods, lo=1),
     )
     if cfg.policy == "milp":
         if cfg.catalogue is None:

@@ -28,7 +28,12 @@ def prepare(cfg: RunConfig) -> SimulationInputs:
 
 
 def build_policy(
-    cfg: RunConfig, inputs: SimulationInputs, *, backend: str = "highs", forecast: str | None = None
+    cfg: RunConfig,
+    inputs: SimulationInputs,
+    *,
+    backend: str = "highs",
+    reference: bool = False,
+    forecast: str | None = None,
 ) -> DispatchPolicy | None:
     """The dispatch policy the config asks for (None: do nothing)."""
     if cfg.dispatch.policy == "none":
@@ -70,6 +75,7 @@ def build_policy(
         max_loading_percent=net.max_loading_percent,
         forecaster=forecaster,
         backend=backend,
+        reference=reference,
     )
 
 

@@ -4,6 +4,7 @@
 and costs change); `PyomoBuilder` turns the same calls into a pyomo model (the straightforward
 rebuild-every-step formulation used as the reference in benchmarks and tests).
 
+`integer` may be an array (broadcast to the block): a column is integral where it is True.
 A block of rows is a list of terms (coef, cols), each broadcast to the block's shape: row r is
 sum_k coef_k[r] * x[cols_k[r]], bounded by lo[r] <= . <= hi[r].
 """
@@ -68,14 +69,14 @@ class ArrayBuilder:
         lb=0.0,
         ub=INF,
         cost=0.0,
-        integer: bool = False,
+        integer: bool | np.ndarray = False,
     ) -> np.ndarray:
         ids = np.arange(self.n_cols, self.n_cols + int(np.prod(shape))).reshape(shape)
         n = ids.size
         self._lb.append(np.broadcast_to(np.asarray(lb, float), ids.shape).ravel())
         self._ub.append(np.broadcast_to(np.asarray(ub, float), ids.shape).ravel())
         self._cost.append(np.broadcast_to(np.asarray(cost, float), ids.shape).ravel())
-        self._int.append(np.full(n, integer))
+        self._int.append(np.broadcast_to(np.asarray(integer, bool), ids.shape).ravel())
         self.n_cols += n
         return ids
 
@@ -136,17 +137,20 @@ class PyomoBuilder:
         lb=0.0,
         ub=INF,
         cost=0.0,
-        integer: bool = False,
+        integer: bool | np.ndarray = False,
     ) -> np.ndarray:
         pyo = self.pyo
         ids = np.arange(self.n_cols, self.n_cols + int(np.prod(shape))).reshape(shape)
         lbs = np.broadcast_to(np.asarray(lb, float), ids.shape).ravel()
         ubs = np.broadcast_to(np.asarray(ub, float), ids.shape).ravel()
         costs = np.broadcast_to(np.asarray(cost, float), ids.shape).ravel()
-        block = pyo.Var(range(ids.size), domain=pyo.Integers if integer else pyo.Reals)
+        ints = np.broadcast_to(np.asarray(integer, bool), ids.shape).ravel()
+        block = pyo.Var(range(ids.size), domain=pyo.Reals)
         self.model.add_component(f"x{len(self._vars)}", block)
         for i in range(ids.size):
             v = block[i]
+            if ints[i]:
+                v.domain = pyo.Integers
             v.setlb(None if np.isinf(lbs[i]) else float(lbs[i]))
             v.setub(None if np.isinf(ubs[i]) else float(ubs[i]))
             self._vars.append(v)

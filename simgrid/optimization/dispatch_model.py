@@ -100,6 +100,7 @@ class Window:
     d_run_left: np.ndarray  # (D, H): active periods allowed in the max_on + 1 periods to t
     d_budget_mwh: np.ndarray  # (D,)
     d_owed0: np.ndarray
+    integer_periods: int = 10**9  # binaries integral in these first periods, relaxed after
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,6 +150,9 @@ def assemble(b, net: NetworkData, u: UnitData, w: Window, wt: Weights) -> Handle
     # later periods weigh a little less: under a flat forecast the relief would otherwise be
     # postponed call after call (acting later looks as good, and owed energy costs holding)
     disc = DISCOUNT_PER_PERIOD ** np.arange(h)
+    # only the first period is ever applied: binaries are integral in the first
+    # `w.integer_periods` (enough for start-up and notification delays), relaxed after
+    head = np.arange(h) < w.integer_periods
 
     # ---- network: LinDistFlow --------------------------------------------------------------
     # line ratings: an octagon around the MVA rating, |P|, |Q| <= S as bounds and
@@ -198,7 +202,7 @@ def assemble(b, net: NetworkData, u: UnitData, w: Window, wt: Weights) -> Handle
     # storage: discharge-mode binary forbids simultaneous charge and discharge
     pc = b.add_vars((st, h), 0.0, u.st_p[:, col], u.st_deg_cost[:, col] * dt)
     pd = b.add_vars((st, h), 0.0, u.st_p[:, col], u.st_deg_cost[:, col] * dt)
-    mode = b.add_vars((st, h), 0.0, 1.0, integer=True)
+    mode = b.add_vars((st, h), 0.0, 1.0, integer=head)
     e = b.add_vars((st, h), u.st_emin[:, col], u.st_emax[:, col])
     b.add_rows([(1.0, pd), (-u.st_p[:, col], mode)], hi=0.0)
     b.add_rows([(1.0, pc), (u.st_p[:, col], mode)], hi=u.st_p[:, col])
@@ -223,9 +227,9 @@ def assemble(b, net: NetworkData, u: UnitData, w: Window, wt: Weights) -> Handle
 
     # fast generation: commitment u, start s, stop w
     gp = b.add_vars((g, h), 0.0, u.g_p[:, col], u.g_mc[:, col] * dt)
-    gu = b.add_vars((g, h), w.g_u_lb, w.g_u_ub, integer=True)
-    gs = b.add_vars((g, h), 0.0, w.g_s_ub, u.g_start_cost[:, col], integer=True)
-    gw = b.add_vars((g, h), 0.0, 1.0, integer=True)
+    gu = b.add_vars((g, h), w.g_u_lb, w.g_u_ub, integer=head)
+    gs = b.add_vars((g, h), 0.0, w.g_s_ub, u.g_start_cost[:, col], integer=head)
+    gw = b.add_vars((g, h), 0.0, 1.0, integer=head)
     b.add_rows([(1.0, gp), (-u.g_p[:, col], gu)], hi=0.0)
     b.add_rows([(1.0, gp), (-u.g_pmin[:, col], gu)], lo=0.0)
     u0 = np.zeros((g, h))
@@ -248,8 +252,8 @@ def assemble(b, net: NetworkData, u: UnitData, w: Window, wt: Weights) -> Handle
 
     # demand response: active a, activation z, curtailment dd, payback pb, owed energy
     dd = b.add_vars((d, h), 0.0, u.d_p[:, col], u.d_cost[:, col] * dt)
-    da = b.add_vars((d, h), 0.0, 1.0, integer=True)
-    dz = b.add_vars((d, h), 0.0, w.d_z_ub, integer=True)
+    da = b.add_vars((d, h), 0.0, 1.0, integer=head)
+    dz = b.add_vars((d, h), 0.0, w.d_z_ub, integer=head)
     pb = b.add_vars((d, h), 0.0, u.d_payback[:, col])
     owed = b.add_vars((d, h), 0.0, INF, wt.restoration * dt)
     b.add_rows([(1.0, dd), (-u.d_p[:, col], da)], hi=0.0)

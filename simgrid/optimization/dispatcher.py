@@ -39,10 +39,9 @@ log = logging.getLogger(__name__)
 # One thread and a fixed seed: reproducible solves. The sub-MIP heuristics (RENS, RINS, root
 # reduced cost) are off: on this model's hard windows they took most of the time (e.g. 426 ->
 # 228 ms) while the root LP bound was already at or near the optimum.
+BASE_HIGHS_OPTIONS = {"output_flag": False, "threads": 1, "random_seed": 0}
 HIGHS_OPTIONS = {
-    "output_flag": False,
-    "threads": 1,
-    "random_seed": 0,
+    **BASE_HIGHS_OPTIONS,
     "mip_heuristic_effort": 0.0,
     "mip_heuristic_run_rens": False,
     "mip_heuristic_run_rins": False,
@@ -174,7 +173,9 @@ class _Plan:
 
 
 class RollingDispatcher:
-    """The Stage-II policy. `backend` "highs" (persistent) or "pyomo" (rebuilt every call)."""
+    """The Stage-II policy. `backend` "highs" (persistent) or "pyomo" (rebuilt every call);
+    `reference` (pyomo only) solves the straightforward formulation used as the benchmark
+    baseline."""
 
     def __init__(
         self,
@@ -190,8 +191,15 @@ class RollingDispatcher:
         max_loading_percent: float = 100.0,
         forecaster: Forecaster | None = None,
         backend: str = "highs",
+        reference: bool = False,
     ) -> None:
+        if reference and backend != "pyomo":
+            raise ValueError("the reference formulation is the pyomo rebuild (backend='pyomo')")
         self.cfg, self.upstream, self.backend = cfg, upstream, backend
+        # reference: the straightforward formulation of the same model, for benchmarks:
+        # binaries in every period and HiGHS' default options (one thread, fixed seed)
+        self.integer_periods = cfg.horizon_steps if reference else cfg.integer_periods
+        self.highs_options = BASE_HIGHS_OPTIONS if reference else HIGHS_OPTIONS
         self.network, self.profile = network, profile
         self.campuses = tuple(campuses)
         self._campus_profiles = [campus_profile(c) for c in self.campuses]
@@ -372,6 +380,7 @@ class RollingDispatcher:
                 0.0,
             ),
             d_owed0=s.d_owed,
+            integer_periods=self.integer_periods,
         )
 
     # ---- solve --------------------------------------------------------------------------------
@@ -414,7 +423,7 @@ class RollingDispatcher:
         status, x = b.solve(
             time_limit_s=self.cfg.time_limit_s,
             mip_gap=self.cfg.mip_gap,
-            highs_options=HIGHS_OPTIONS,
+            highs_options=self.highs_options,
         )
         self.solver_s.append(time.perf_counter() - t0)
         if not status.is_ok:
