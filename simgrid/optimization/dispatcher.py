@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -59,7 +61,16 @@ def new_highs(**options):
     (HiGHS cannot change it after the first solve)."""
     import highspy
 
-    h = highspy.Highs()
+    # HiGHS prints a banner from C++ when constructed, before any option can silence it
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
     for key, value in {**HIGHS_OPTIONS, **options}.items():
         h.setOptionValue(key, value)
     return h
