@@ -241,19 +241,24 @@ class Table:
                 )
 
 
-def load_config(path: str | Path, *, seed: int | None = None) -> RunConfig:
-    """Read and validate a run config; `seed` overrides the file's `run.seed`."""
+def read_toml(path: str | Path) -> tuple[dict[str, Any], str, str]:
+    """(document, text, source) of a TOML file; unreadable or invalid files are ConfigErrors."""
     path = Path(path)
     source = str(path)
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(source, "<file>", str(path), f"cannot be read ({exc.strerror})") from None
+        raise ConfigError(source, "<file>", source, f"cannot be read ({exc.strerror})") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text), text, source
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, "<file>", str(path), f"is not valid TOML ({exc})") from None
-    return parse_config(data, source=source, text=text, base_dir=path.parent, seed=seed)
+        raise ConfigError(source, "<file>", source, f"is not valid TOML ({exc})") from None
+
+
+def load_config(path: str | Path, *, seed: int | None = None) -> RunConfig:
+    """Read and validate a run config; `seed` overrides the file's `run.seed`."""
+    data, text, source = read_toml(path)
+    return parse_config(data, source=source, text=text, base_dir=Path(path).parent, seed=seed)
 
 
 def parse_config(

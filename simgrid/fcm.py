@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import math
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from simgrid.config import AllocationEntry, Table
+from simgrid.config import AllocationEntry, Table, read_toml
 from simgrid.errors import ConfigError
 
 
@@ -189,14 +188,7 @@ def _module(t: Table) -> Module:
 
 
 def load_catalogue(path: str | Path) -> Catalogue:
-    path = Path(path)
-    source = str(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(source, "<file>", source, f"cannot be read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, "<file>", source, f"is not valid TOML ({exc})") from None
+    data, _, source = read_toml(path)
     root = Table(data, "", source)
     modules = tuple(_module(t) for t in root.tables("module"))
     names = [m.name for m in modules]

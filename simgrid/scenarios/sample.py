@@ -120,20 +120,9 @@ def _ai_events(
         magnitude = magnitude * p_nom
     duration = shock.duration.sample(rng, n)
     if kind is EventKind.OSCILLATION:
-        period = shock.period.sample(rng, n)
-        return [
-            Event(
-                kind,
-                float(starts[i]),
-                float(duration[i]),
-                campus=campuses[i],
-                magnitude_mw=float(magnitude[i]),
-                period_s=float(period[i]),
-                group=group,
-            )
-            for i in range(n)
-        ]
-    ramp = magnitude / rate_mw_per_s(shock.ramp_rate)
+        shape = {"period_s": shock.period.sample(rng, n)}
+    else:
+        shape = {"ramp_s": magnitude / rate_mw_per_s(shock.ramp_rate)}
     return [
         Event(
             kind,
@@ -141,8 +130,8 @@ def _ai_events(
             float(duration[i]),
             campus=campuses[i],
             magnitude_mw=float(magnitude[i]),
-            ramp_s=float(ramp[i]),
             group=group,
+            **{k: float(v[i]) for k, v in shape.items()},
         )
         for i in range(n)
     ]

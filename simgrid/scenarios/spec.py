@@ -9,12 +9,11 @@ from __future__ import annotations
 import enum
 import hashlib
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simgrid.config import NetworkConfig, Table, parse_campus, parse_network
+from simgrid.config import NetworkConfig, Table, parse_campus, parse_network, read_toml
 from simgrid.errors import ConfigError
 from simgrid.scenarios.dists import Dist, Family, fixed, parse_dist
 from simgrid.types import Campus, EventKind
@@ -88,17 +87,8 @@ class ScenarioSpec:
 
 
 def load_spec(path: str | Path) -> ScenarioSpec:
-    path = Path(path)
-    source = str(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(source, "<file>", str(path), f"cannot be read ({exc.strerror})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, "<file>", str(path), f"is not valid TOML ({exc})") from None
-    return parse_spec(data, source=source, text=text, base_dir=path.parent)
+    data, text, source = read_toml(path)
+    return parse_spec(data, source=source, text=text, base_dir=Path(path).parent)
 
 
 def parse_spec(
