@@ -46,7 +46,7 @@ def measure(cfg, inputs, backend: str, reference: bool = False):
     wall = time.perf_counter() - t0
     step = np.array(policy.step_wall_s)
     solver = np.array(policy.solver_s)
-    return ds, wall, step, solver
+    return ds, wall, step, solver, policy
 
 
 def main() -> None:
@@ -63,8 +63,8 @@ def main() -> None:
     cfg = replace(base, horizon_s=args.hours * 3600)
     inputs = prepare(cfg)
 
-    ds_h, wall_h, step_h, solver_h = measure(cfg, inputs, "highs")
-    ds_p, wall_p, step_p, solver_p = measure(cfg, inputs, "pyomo", reference=True)
+    ds_h, wall_h, step_h, solver_h, policy_h = measure(cfg, inputs, "highs")
+    ds_p, wall_p, step_p, solver_p, _ = measure(cfg, inputs, "pyomo", reference=True)
     cost_h, cost_p = closed_loop_cost(ds_h, cfg), closed_loop_cost(ds_p, cfg)
     over_h = (step_h - solver_h) / step_h
     print(
@@ -85,16 +85,32 @@ def main() -> None:
         f"  solver median (ms)    {np.median(solver_h) * 1e3:12.1f}   "
         f"{np.median(solver_p) * 1e3:14.1f}"
     )
+
+    def share(step, solver):  # all time outside the solver, over all dispatch time
+        return (step.sum() - solver.sum()) / step.sum() * 100
+
     print(
-        f"  overhead median (%)  {np.median(over_h) * 100:12.1f}   "
-        f"{np.median((step_p - solver_p) / step_p) * 100:14.1f}   (target <= 20)"
+        f"  overhead, all steps (%) {share(step_h, solver_h):9.1f}   "
+        f"{share(step_p, solver_p):14.1f}   (target <= 20)"
+    )
+    print(
+        f"  overhead median (ms) {np.median(step_h - solver_h) * 1e3:12.1f}   "
+        f"{np.median(step_p - solver_p) * 1e3:14.1f}"
+    )
+    print(
+        f"  overhead median step (%) {np.median(over_h) * 100:8.1f}   "
+        f"{np.median((step_p - solver_p) / step_p) * 100:14.1f}"
     )
     print(
         f"  closed-loop cost ($) {cost_h:12.1f}   {cost_p:14.1f}   "
         f"(difference {abs(cost_h - cost_p) / cost_p * 100:.3f} %, target <= 0.5 %)"
     )
     print(f"  run wall time (s)    {wall_h:12.1f}   {wall_p:14.1f}")
-    print(f"  speed-up, total dispatch time: {step_p.sum() / step_h.sum():.1f}x (target >= 10)")
+    print(
+        f"  speed-up, total dispatch time: {step_p.sum() / step_h.sum():.1f}x (target >= 10); "
+        f"median step {np.median(step_p) / np.median(step_h):.0f}x; "
+        f"LP relaxation accepted in {policy_h.lp_accepted} of {len(step_h)} steps"
+    )
 
     inputs_day = prepare(base)
     policy = build_policy(base, inputs_day)

@@ -238,7 +238,8 @@ def test_time_out_holds_the_last_plan_then_sheds_the_ai_excess(two_bus):
     pol = _dispatcher(two_bus, _bess())
     first = pol.dispatch(_state(0.0, 1.0))
     assert first.status == SolveStatus.OPTIMAL
-    pol._highs.setOptionValue("time_limit", 1e-9)  # every later solve times out
+    pol.lp_first = False  # (a hot-started LP may still finish in no time)
+    pol._highs.setOptionValue("time_limit", 1e-9)  # every later MILP solve times out
     held = pol.dispatch(_state(DT, 1.0))
     assert held.status == SolveStatus.HELD
     assert held.p_injection_mw[1] == pytest.approx(0.5, abs=MW_TOL)  # plan period 1
@@ -270,3 +271,15 @@ def test_pyomo_rebuild_backend_finds_the_same_decisions(two_bus):
         np.testing.assert_allclose(a.p_injection_mw, b.p_injection_mw, atol=MW_TOL)
         assert fast.costs[-1] == pytest.approx(slow.costs[-1], rel=1e-6, abs=1e-6)
     assert math.isfinite(sum(fast.costs))
+
+
+def test_lp_first_shortcut_gives_the_milp_optimum(two_bus):
+    """Accepting an integral LP relaxation is exact: same objective as the MILP path."""
+    units = (_bess(), _gen(start_delay_s=0.0), _dr(notification_s=0.0))
+    shortcut, milp = _dispatcher(two_bus, *units), _dispatcher(two_bus, *units)
+    milp.lp_first = False
+    for k, ai in enumerate((0.0, 0.2, 1.2, 1.2, 0.3, 0.0)):
+        a, b = shortcut.dispatch(_state(k * DT, ai)), milp.dispatch(_state(k * DT, ai))
+        assert shortcut.costs[-1] == pytest.approx(milp.costs[-1], rel=1e-6, abs=1e-6), k
+        np.testing.assert_allclose(a.p_injection_mw, b.p_injection_mw, atol=MW_TOL)
+    assert shortcut.lp_accepted > 0

@@ -48,9 +48,12 @@ class Milp:
 
 
 class ArrayBuilder:
-    """Collects a MILP as arrays."""
+    """Collects a MILP as arrays. With `matrix` given (from an earlier build of the same
+    structure), only bounds and costs are collected: the cheap path of a persistent model."""
 
-    def __init__(self) -> None:
+    def __init__(self, matrix: csc_matrix | None = None) -> None:
+        self._matrix = matrix
+        self.collects_matrix = matrix is None
         self._lb: list[np.ndarray] = []
         self._ub: list[np.ndarray] = []
         self._cost: list[np.ndarray] = []
@@ -89,7 +92,7 @@ class ArrayBuilder:
         )
         n = int(np.prod(shape))
         rows = np.arange(self.n_rows, self.n_rows + n).reshape(shape)
-        for coef, cols in terms:
+        for coef, cols in terms if self._matrix is None else ():
             c = np.broadcast_to(np.asarray(coef, float), shape).ravel()
             k = np.broadcast_to(cols, shape).ravel()
             keep = c != 0
@@ -103,10 +106,16 @@ class ArrayBuilder:
 
     def build(self) -> Milp:
         cat = np.concatenate
-        A = csc_matrix(
-            (cat(self._vals), (cat(self._rows), cat(self._cols))), shape=(self.n_rows, self.n_cols)
-        )
-        A.sum_duplicates()
+        if self._matrix is not None:
+            A = self._matrix
+            if A.shape != (self.n_rows, self.n_cols):
+                raise ValueError("the model structure changed: rebuild the matrix")
+        else:
+            A = csc_matrix(
+                (cat(self._vals), (cat(self._rows), cat(self._cols))),
+                shape=(self.n_rows, self.n_cols),
+            )
+            A.sum_duplicates()
         return Milp(
             cat(self._cost),
             cat(self._lb),
@@ -127,6 +136,7 @@ class PyomoBuilder:
         self.pyo = pyo
         self.model = pyo.ConcreteModel()
         self.model.rows = pyo.ConstraintList()
+        self.collects_matrix = True
         self._vars: list = []
         self._objective: list = []
         self.n_cols = 0

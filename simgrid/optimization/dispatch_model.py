@@ -305,6 +305,10 @@ def assemble(b, net: NetworkData, u: UnitData, w: Window, wt: Weights) -> Handle
 def _balances(b, net, w, p, q, shed, imp, imp_q, pc, pd, gp, dd, pb, u) -> None:
     """Per bus and period: inflow - outflow + injections + shed (+ import at the slack) = demand."""
     h, n = w.demand_p.shape
+    if not b.collects_matrix:  # bounds only: the rows' right-hand sides are all that change
+        b.add_rows([(1.0, shed)], lo=w.demand_p, hi=w.demand_p)
+        b.add_rows([(1.0, shed)], lo=w.demand_q, hi=w.demand_q)
+        return
     lines = len(net.line_from)
     # incidence as dense (bus, line) coefficient arrays: +1 into `to`, -1 out of `from`
     inc = np.zeros((n, lines))

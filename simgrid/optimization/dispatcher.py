@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import xarray as xr
@@ -250,6 +250,9 @@ class RollingDispatcher:
         self._t_last: float | None = None
         self._ai_prev: tuple[float, np.ndarray] | None = None
         self._highs = None
+        self._lp = None
+        self.lp_first = True  # try the hot-started LP relaxation before the MILP
+        self.lp_accepted = 0
         self.step_wall_s: list[float] = []
         self.solver_s: list[float] = []
         self.costs: list[float] = []
@@ -395,24 +398,78 @@ class RollingDispatcher:
         )
 
     # ---- solve --------------------------------------------------------------------------------
+    def _update(self, h, milp: Milp) -> None:
+        """Push this call's bounds and costs into a persistent model (the matrix is fixed)."""
+        cols, rows = self._cols, self._rows
+        h.changeColsBounds(len(cols), cols, milp.lb, milp.ub)
+        h.changeRowsBounds(len(rows), rows, milp.row_lo, milp.row_hi)
+        h.changeColsCost(len(cols), cols, milp.cost)
+
+    def _integral_relaxation(self, milp: Milp, hd: Handles, w: Window) -> np.ndarray | None:
+        """Solve the LP relaxation (hot-started); return it if it yields a MILP optimum.
+
+        The binaries of the integral head are rounded by what they mean -- storage mode by
+        discharge, DR activity by curtailment, activations by off -> on transitions, the rest
+        to nearest -- and the candidate is accepted only if it satisfies every row and bound
+        and costs no more than the LP bound: then it is optimal for the MILP. Otherwise the
+        MILP is solved.
+        """
+        import highspy
+
+        lp = self._lp
+        lp.run()
+        if lp.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return None
+        x = np.array(lp.getSolution().col_value)
+        bound = float(milp.cost @ x)
+        tol = 1e-7
+        ints = milp.integer
+        x[hd.st_mode] = np.where(ints[hd.st_mode], x[hd.st_pd] > tol, x[hd.st_mode])
+        active = x[hd.d_d] > tol
+        x[hd.d_a] = np.where(ints[hd.d_a], active, x[hd.d_a])
+        before = np.concatenate([w.d_a0[:, None], x[hd.d_a][:, :-1]], axis=1)
+        x[hd.d_z] = np.where(ints[hd.d_z], np.maximum(x[hd.d_a] - before, 0.0), x[hd.d_z])
+        x[ints] = np.round(x[ints])
+        feas = 1e-6
+        act = milp.A @ x
+        if (
+            np.any(act < milp.row_lo - feas)
+            or np.any(act > milp.row_hi + feas)
+            or np.any(x < milp.lb - feas)
+            or np.any(x > milp.ub + feas)
+        ):
+            return None
+        if milp.cost @ x > bound + 1e-7 * (1.0 + abs(bound)):
+            return None
+        return x
+
     def _solve_highs(self, w: Window, w_t: float) -> tuple[SolveStatus, np.ndarray | None, Handles]:
         import highspy
 
-        b = ArrayBuilder()
+        # after the first call the matrix is known: only bounds and costs are assembled
+        b = ArrayBuilder(None if self._highs is None else self._matrix)
         handles = assemble(b, self.net, self.ud, w, self.weights)
         milp = b.build()
         if self._highs is None:
-            h = new_highs(mip_rel_gap=self.cfg.mip_gap, time_limit=self.cfg.time_limit_s)
-            h.passModel(_highs_lp(milp))
-            self._highs, self._nnz = h, milp.A.nnz
+            self._highs = new_highs(mip_rel_gap=self.cfg.mip_gap, time_limit=self.cfg.time_limit_s)
+            self._highs.passModel(_highs_lp(milp))
+            relaxed = replace(milp, integer=np.zeros_like(milp.integer))
+            self._lp = new_highs(time_limit=self.cfg.time_limit_s)
+            self._lp.passModel(_highs_lp(relaxed))
+            self._matrix = milp.A
+            self._cols = np.arange(milp.A.shape[1], dtype=np.int32)
+            self._rows = np.arange(milp.A.shape[0], dtype=np.int32)
         else:
-            h = self._highs
-            assert milp.A.nnz == self._nnz, "the dispatch matrix must not change between calls"
-            n, m = milp.A.shape[1], milp.A.shape[0]
-            h.changeColsBounds(n, np.arange(n, dtype=np.int32), milp.lb, milp.ub)
-            h.changeRowsBounds(m, np.arange(m, dtype=np.int32), milp.row_lo, milp.row_hi)
-            h.changeColsCost(n, np.arange(n, dtype=np.int32), milp.cost)
+            self._update(self._highs, milp)
+            self._update(self._lp, milp)
         t0 = time.perf_counter()
+        x = self._integral_relaxation(milp, handles, w) if self.lp_first else None
+        if x is not None:
+            self.solver_s.append(time.perf_counter() - t0)
+            self.lp_accepted += 1
+            self.costs.append(float(milp.cost @ x))
+            return SolveStatus.OPTIMAL, x, handles
+        h = self._highs
         h.run()
         self.solver_s.append(time.perf_counter() - t0)
         ms = h.getModelStatus()
