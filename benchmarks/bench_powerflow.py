@@ -35,6 +35,7 @@ from simgrid.network import build_network  # noqa: E402
 from simgrid.powerflow import PowerFlowEngine, per_bus_load_net  # noqa: E402
 from simgrid.profiles import diurnal  # noqa: E402
 from simgrid.runner import prepare, run  # noqa: E402
+from simgrid.types import DoNothing  # noqa: E402
 
 
 def profile_day(nw, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -160,10 +161,11 @@ def main() -> None:
     cfg = load_config(REPO / "configs" / "ieee33.toml")
     inputs = prepare(cfg)
     t0 = time.perf_counter()
-    ds = run(cfg, inputs=inputs)
+    ds = run(cfg, inputs=inputs, policy=DoNothing(inputs.network.n_bus))
     t_day = time.perf_counter() - t0
     print(
-        f"closed loop, one simulated day at 60 s ({ds.sizes['time']} steps): {t_day:.2f} s "
+        "closed loop without flexible resources, one simulated day at 60 s "
+        f"({ds.sizes['time']} steps): {t_day:.2f} s "
         f"({t_day / ds.sizes['time'] * 1e3:.2f} ms/step, network prepared beforehand)"
     )
     out = Path("/tmp") / "simgrid_bench_ieee33.nc"
