@@ -172,3 +172,14 @@ def test_console_script_exit_code_is_2_on_bad_input(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "run.dt_s" in proc.stderr
+
+
+def test_output_file_gets_the_usual_permissions(tmp_path):
+    import os
+
+    from simgrid.ncio import atomic_path
+
+    out = atomic_path(tmp_path / "x.nc", lambda tmp: tmp.write_bytes(b"data"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
