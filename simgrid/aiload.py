@@ -56,3 +56,19 @@ def campus_load_mw(
         else:
             p = p + knot_value(ev.knots(), t)
     return np.clip(p * keep, 0.0, campus.p_nom_mw)
+
+
+def campus_loads_mw(
+    campuses: Sequence[Campus],
+    profiles: Sequence[LoadProfile],
+    events: Sequence[Event],
+    t_s: np.ndarray,
+) -> np.ndarray:
+    """Every campus's load, shape (time, campus); build `profiles` once and reuse them."""
+    t = np.asarray(t_s, dtype=float)
+    if not campuses:
+        return np.zeros((t.size, 0))
+    return np.stack(
+        [campus_load_mw(c, prof, events, t) for c, prof in zip(campuses, profiles, strict=True)],
+        axis=-1,
+    )

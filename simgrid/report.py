@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from simgrid.aiload import campus_load_mw
+from simgrid.aiload import campus_loads_mw
 from simgrid.profiles import campus_profile
 from simgrid.scenarios.scenarioset import EventTable, set_campuses
 
@@ -18,8 +18,9 @@ def _curves(ds: xr.Dataset, index: int) -> tuple[np.ndarray, np.ndarray]:
         return ds["time"].to_numpy() / 3600.0, ds["ai_load_mw"][index].to_numpy()
     t = np.arange(0.0, float(ds.attrs["horizon_s"]), float(ds.attrs["dt_s"]))
     events = EventTable.of(ds.isel(scenario=[index])).events(0)
-    loads = [campus_load_mw(c, campus_profile(c), events, t) for c in set_campuses(ds)]
-    return t / 3600.0, np.stack(loads, axis=-1)
+    campuses = set_campuses(ds)
+    loads = campus_loads_mw(campuses, [campus_profile(c) for c in campuses], events, t)
+    return t / 3600.0, loads
 
 
 def plot_scenarios(path: str | Path, out_dir: str | Path, n_samples: int = 6) -> list[Path]:

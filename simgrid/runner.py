@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
 import xarray as xr
 
 from simgrid.config import RunConfig, ScenarioRef
@@ -38,7 +37,7 @@ def build_policy(
     """The dispatch policy the config asks for (None: do nothing)."""
     if cfg.dispatch.policy == "none":
         return None
-    from simgrid.aiload import campus_load_mw
+    from simgrid.aiload import campus_loads_mw
     from simgrid.fcm import allocation_entries, build_units, load_catalogue
     from simgrid.optimization.dispatcher import RollingDispatcher
 
@@ -54,13 +53,7 @@ def build_policy(
         profiles = [campus_profile(c, cfg.source) for c in cfg.campuses]
 
         def forecaster(times):
-            return np.stack(
-                [
-                    campus_load_mw(c, prof, cfg.events, times)
-                    for c, prof in zip(cfg.campuses, profiles, strict=True)
-                ],
-                axis=1,
-            )
+            return campus_loads_mw(cfg.campuses, profiles, cfg.events, times)
 
     net = cfg.network
     return RollingDispatcher(

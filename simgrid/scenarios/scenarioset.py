@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from simgrid.aiload import campus_load_mw
+from simgrid.aiload import campus_loads_mw
 from simgrid.errors import ConfigError
 from simgrid.ncio import atomic_path, package_versions
 from simgrid.network import Network, build_network, check_placement
-from simgrid.profiles import campus_profile
+from simgrid.profiles import LoadProfile, campus_profile
 from simgrid.scenarios.sample import Scenario, sample_scenario
 from simgrid.scenarios.spec import ScenarioSpec
 from simgrid.types import Campus, Event, EventKind
@@ -64,6 +64,7 @@ class SetContext:
     islanded_mw: np.ndarray  # per line: nominal conventional + campus base load it islands
     t_s: np.ndarray
     base_mw: np.ndarray  # aggregate campus base load on the grid
+    profiles: tuple[LoadProfile, ...]  # campus utilisation profiles, read once
 
 
 def build_context(spec: ScenarioSpec) -> SetContext:
@@ -87,22 +88,22 @@ def build_context(spec: ScenarioSpec) -> SetContext:
         status[line] = False
         islanded[line] = load[~network.energised(status)].sum()
     t = np.arange(0.0, spec.horizon_s, spec.dt_s)
-    base = sum(
-        (campus_load_mw(c, campus_profile(c, spec.source), (), t) for c in spec.campuses),
-        np.zeros_like(t),
-    )
+    profiles = tuple(campus_profile(c, spec.source) for c in spec.campuses)
+    base = campus_loads_mw(spec.campuses, profiles, (), t).sum(axis=1)
     return SetContext(
-        spec, network, tuple(np.flatnonzero(network.line_in_service).tolist()), islanded, t, base
+        spec,
+        network,
+        tuple(np.flatnonzero(network.line_in_service).tolist()),
+        islanded,
+        t,
+        base,
+        profiles,
     )
 
 
 def ai_load_curves(ctx: SetContext, events: Sequence[Event]) -> np.ndarray:
     """Per-campus AI load on the spec's grid, shape (time, campus)."""
-    spec = ctx.spec
-    return np.stack(
-        [campus_load_mw(c, campus_profile(c, spec.source), events, ctx.t_s) for c in spec.campuses],
-        axis=-1,
-    )
+    return campus_loads_mw(ctx.spec.campuses, ctx.profiles, events, ctx.t_s)
 
 
 def features(ctx: SetContext, scenario: Scenario) -> np.ndarray:
