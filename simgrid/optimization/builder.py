@@ -36,6 +36,20 @@ class SolveStatus(enum.IntEnum):
         return self in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
 
 
+def _flat(value, shape: tuple[int, ...], dtype=float) -> np.ndarray:
+    """A scalar or array broadcast to a block's shape, flattened in column order."""
+    return np.broadcast_to(np.asarray(value, dtype), shape).ravel()
+
+
+def _block_shape(terms: Sequence[Term], lo, hi) -> tuple[int, ...]:
+    return np.broadcast_shapes(
+        *(np.shape(c) for _, c in terms),
+        *(np.shape(k) for k, _ in terms),
+        np.shape(lo),
+        np.shape(hi),
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class Milp:
     cost: np.ndarray
@@ -76,31 +90,26 @@ class ArrayBuilder:
     ) -> np.ndarray:
         ids = np.arange(self.n_cols, self.n_cols + int(np.prod(shape))).reshape(shape)
         n = ids.size
-        self._lb.append(np.broadcast_to(np.asarray(lb, float), ids.shape).ravel())
-        self._ub.append(np.broadcast_to(np.asarray(ub, float), ids.shape).ravel())
-        self._cost.append(np.broadcast_to(np.asarray(cost, float), ids.shape).ravel())
-        self._int.append(np.broadcast_to(np.asarray(integer, bool), ids.shape).ravel())
+        self._lb.append(_flat(lb, ids.shape))
+        self._ub.append(_flat(ub, ids.shape))
+        self._cost.append(_flat(cost, ids.shape))
+        self._int.append(_flat(integer, ids.shape, bool))
         self.n_cols += n
         return ids
 
     def add_rows(self, terms: Sequence[Term], lo=-INF, hi=INF) -> np.ndarray:
-        shape = np.broadcast_shapes(
-            *(np.shape(c) for _, c in terms),
-            *(np.shape(k) for k, _ in terms),
-            np.shape(lo),
-            np.shape(hi),
-        )
+        shape = _block_shape(terms, lo, hi)
         n = int(np.prod(shape))
         rows = np.arange(self.n_rows, self.n_rows + n).reshape(shape)
         for coef, cols in terms if self._matrix is None else ():
-            c = np.broadcast_to(np.asarray(coef, float), shape).ravel()
-            k = np.broadcast_to(cols, shape).ravel()
+            c = _flat(coef, shape)
+            k = _flat(cols, shape, int)
             keep = c != 0
             self._rows.append(rows.ravel()[keep])
             self._cols.append(k[keep])
             self._vals.append(c[keep])
-        self._lo.append(np.broadcast_to(np.asarray(lo, float), shape).ravel())
-        self._hi.append(np.broadcast_to(np.asarray(hi, float), shape).ravel())
+        self._lo.append(_flat(lo, shape))
+        self._hi.append(_flat(hi, shape))
         self.n_rows += n
         return rows
 
@@ -138,7 +147,7 @@ class PyomoBuilder:
         self.model.rows = pyo.ConstraintList()
         self.collects_matrix = True
         self._vars: list = []
-        self._objective: list = []
+        self._costs: list[np.ndarray] = []
         self.n_cols = 0
 
     def add_vars(
@@ -151,10 +160,8 @@ class PyomoBuilder:
     ) -> np.ndarray:
         pyo = self.pyo
         ids = np.arange(self.n_cols, self.n_cols + int(np.prod(shape))).reshape(shape)
-        lbs = np.broadcast_to(np.asarray(lb, float), ids.shape).ravel()
-        ubs = np.broadcast_to(np.asarray(ub, float), ids.shape).ravel()
-        costs = np.broadcast_to(np.asarray(cost, float), ids.shape).ravel()
-        ints = np.broadcast_to(np.asarray(integer, bool), ids.shape).ravel()
+        lbs, ubs, ints = _flat(lb, ids.shape), _flat(ub, ids.shape), _flat(integer, ids.shape, bool)
+        self._costs.append(_flat(cost, ids.shape))
         block = pyo.Var(range(ids.size), domain=pyo.Reals)
         self.model.add_component(f"x{len(self._vars)}", block)
         for i in range(ids.size):
@@ -164,23 +171,15 @@ class PyomoBuilder:
             v.setlb(None if np.isinf(lbs[i]) else float(lbs[i]))
             v.setub(None if np.isinf(ubs[i]) else float(ubs[i]))
             self._vars.append(v)
-            if costs[i]:
-                self._objective.append(float(costs[i]) * v)
         self.n_cols += ids.size
         return ids
 
     def add_rows(self, terms: Sequence[Term], lo=-INF, hi=INF) -> np.ndarray:
-        shape = np.broadcast_shapes(
-            *(np.shape(c) for _, c in terms),
-            *(np.shape(k) for k, _ in terms),
-            np.shape(lo),
-            np.shape(hi),
-        )
+        shape = _block_shape(terms, lo, hi)
         n = int(np.prod(shape))
-        coefs = [np.broadcast_to(np.asarray(c, float), shape).ravel() for c, _ in terms]
-        cols = [np.broadcast_to(k, shape).ravel() for _, k in terms]
-        los = np.broadcast_to(np.asarray(lo, float), shape).ravel()
-        his = np.broadcast_to(np.asarray(hi, float), shape).ravel()
+        coefs = [_flat(c, shape) for c, _ in terms]
+        cols = [_flat(k, shape, int) for _, k in terms]
+        los, his = _flat(lo, shape), _flat(hi, shape)
         for r in range(n):
             expr = sum(
                 c[r] * self._vars[k[r]] for c, k in zip(coefs, cols, strict=True) if c[r] != 0
@@ -196,6 +195,11 @@ class PyomoBuilder:
             )
         return np.arange(n).reshape(shape)
 
+    @property
+    def cost(self) -> np.ndarray:
+        """Objective coefficients in builder order."""
+        return np.concatenate(self._costs) if self._costs else np.zeros(0)
+
     def solve(
         self, *, time_limit_s: float, mip_gap: float, highs_options: dict | None = None
     ) -> tuple[SolveStatus, np.ndarray]:
@@ -204,7 +208,9 @@ class PyomoBuilder:
         from pyomo.contrib.appsi.solvers import Highs
 
         pyo = self.pyo
-        self.model.obj = pyo.Objective(expr=sum(self._objective), sense=pyo.minimize)
+        cost = self.cost
+        objective = sum(float(c) * v for c, v in zip(cost, self._vars, strict=True) if c)
+        self.model.obj = pyo.Objective(expr=objective, sense=pyo.minimize)
         opt = Highs()
         opt.config.load_solution = False
         opt.config.time_limit = time_limit_s

@@ -496,9 +496,7 @@ class RollingDispatcher:
         self.solver_s.append(time.perf_counter() - t0)
         if not status.is_ok:
             return status, None, handles
-        cost = ArrayBuilder()
-        assemble(cost, self.net, self.ud, w, self.weights)
-        self.costs.append(float(cost.build().cost @ x))
+        self.costs.append(float(b.cost @ x))
         return status, x, handles
 
     # ---- the policy -----------------------------------------------------------------------------
