@@ -56,6 +56,7 @@ class UnitData:
     g_up: np.ndarray  # min up, periods
     g_down: np.ndarray  # min down, periods
     g_start_cost: np.ndarray
+    g_delay_s: np.ndarray
     g_mc: np.ndarray
     d_bus: np.ndarray
     d_p: np.ndarray
@@ -63,6 +64,8 @@ class UnitData:
     d_rebound: np.ndarray
     d_max_on: np.ndarray  # max consecutive active periods
     d_cost: np.ndarray
+    d_notice_s: np.ndarray
+    d_energy_mwh: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,12 +131,10 @@ class Handles:
     d_owed: np.ndarray
 
 
-def _lagged(ids: np.ndarray, lag: int) -> tuple[np.ndarray, np.ndarray]:
-    """(mask, ids shifted right by lag along the last axis): x[..., t - lag] where t >= lag."""
-    h = ids.shape[-1]
-    t = np.arange(h)
-    mask = (t >= lag).astype(float) * np.ones(ids.shape)
-    return mask, ids[..., np.maximum(t - lag, 0)]
+def _lagged(ids: np.ndarray, lag: int, within: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The term x[..., t - lag] (along the last axis), counted where t >= lag and `within`."""
+    t = np.arange(ids.shape[-1])
+    return (t >= lag) * within * np.ones(ids.shape), ids[..., np.maximum(t - lag, 0)]
 
 
 def _previous(ids: np.ndarray) -> np.ndarray:
@@ -244,10 +245,7 @@ def assemble(b, net: NetworkData, u: UnitData, w: Window, wt: Weights) -> Handle
     # min up / down: a start in the last `up` periods keeps the unit on (history: bounds on u)
     for starts, periods, sign, rhs in ((gs, u.g_up, -1.0, 0.0), (gw, u.g_down, 1.0, 1.0)):
         lags = range(int(min(periods.max(initial=1), h)))
-        terms = [
-            (_lagged(starts, lag)[0] * (lag < periods[:, col]), _lagged(starts, lag)[1])
-            for lag in lags
-        ]
+        terms = [_lagged(starts, lag, lag < periods[:, col]) for lag in lags]
         b.add_rows([*terms, (sign, gu)], hi=rhs)
 
     # demand response: active a, activation z, curtailment dd, payback pb, owed energy
@@ -264,9 +262,7 @@ def assemble(b, net: NetworkData, u: UnitData, w: Window, wt: Weights) -> Handle
     # max duration: of any max_on + 1 consecutive periods at least one is inactive
     lags = range(int(min(u.d_max_on.max(initial=-1), h - 1)) + 1)
     if len(lags) and d:
-        terms = [
-            (_lagged(da, lag)[0] * (lag <= u.d_max_on[:, col]), _lagged(da, lag)[1]) for lag in lags
-        ]
+        terms = [_lagged(da, lag, lag <= u.d_max_on[:, col]) for lag in lags]
         b.add_rows(terms, hi=w.d_run_left)
     b.add_rows([(dt, dd)], hi=w.d_budget_mwh[:, col] * np.ones((d, h)))
     own0 = np.zeros((d, h))

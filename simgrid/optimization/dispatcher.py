@@ -143,6 +143,7 @@ def unit_data(units: Sequence[Unit], dt_s: float, horizon: int) -> UnitData:
         g_up=np.maximum(_periods(pick(g, "min_up_s"), dt_s), 1),
         g_down=np.maximum(_periods(pick(g, "min_down_s"), dt_s), 1),
         g_start_cost=pick(g, "start_cost"),
+        g_delay_s=pick(g, "start_delay_s"),
         g_mc=pick(g, "marginal_cost_per_mwh"),
         d_bus=bus(dr),
         d_p=pick(dr, "p_mw"),
@@ -150,6 +151,8 @@ def unit_data(units: Sequence[Unit], dt_s: float, horizon: int) -> UnitData:
         d_rebound=pick(dr, "rebound_fraction"),
         d_max_on=np.minimum(np.floor(pick(dr, "max_duration_s") / dt_s + 1e-9), horizon + 1),
         d_cost=pick(dr, "cost_per_mwh"),
+        d_notice_s=pick(dr, "notification_s"),
+        d_energy_mwh=pick(dr, "energy_mwh"),
     )
 
 
@@ -258,6 +261,12 @@ class RollingDispatcher:
         self.costs: list[float] = []
 
     # ---- state ----------------------------------------------------------------------------
+    def _soc_after(self, el_h: float) -> np.ndarray:
+        """Stored energy after `el_h` hours of the applied charge / discharge set-points."""
+        ud, ap = self.ud, self._applied
+        flow = ud.st_eta_c * ap.st_pc[:, 0] - ap.st_pd[:, 0] / ud.st_eta_d
+        return np.clip(self.state.e + el_h * flow, ud.st_emin, ud.st_emax)
+
     def _advance(self, t_s: float) -> None:
         """Move the state to t_s under the set-points applied at the last call."""
         s, ud, ap = self.state, self.ud, self._applied
@@ -266,11 +275,7 @@ class RollingDispatcher:
             return
         el_s = t_s - self._t_last
         el_h = el_s / 3600.0
-        s.e = np.clip(
-            s.e + el_h * (ud.st_eta_c * ap.st_pc[:, 0] - ap.st_pd[:, 0] / ud.st_eta_d),
-            ud.st_emin,
-            ud.st_emax,
-        )
+        s.e = self._soc_after(el_h)
         on = ap.g_u[:, 0] > 0.5
         s.g_since_s = np.where(on == s.g_on, s.g_since_s + el_s, el_s)
         s.g_on, s.g_p = on, ap.g_p[:, 0] * on
@@ -329,8 +334,7 @@ class RollingDispatcher:
         reach = self.upstream.ramp_mw_per_min * dt_s / 60
         band = self.upstream.band_mw
         f0 = st.upstream_follow_mw
-        nw_line = nw.line_in_service if st.line_in_service is None else st.line_in_service
-        line_active = nw_line & live[nw.line_from] & live[nw.line_to]
+        line_active = st.line_in_service & live[nw.line_from] & live[nw.line_to]
 
         g = len(ud.g_bus)
         t_idx = np.arange(h)
@@ -340,11 +344,7 @@ class RollingDispatcher:
         down_left = np.where(~s.g_on, _periods(ud.g_down * dt_s - s.g_since_s, dt_s), 0)
         g_u_lb[t_idx[None, :] < up_left[:, None]] = 1.0
         g_u_ub[t_idx[None, :] < down_left[:, None]] = 0.0
-        delay = _periods(
-            np.array([u.module.start_delay_s for u in self.units if u.type is UnitType.FAST_GEN]),
-            dt_s,
-        )
-        g_s_ub[t_idx[None, :] < delay[:, None]] = 0.0
+        g_s_ub[t_idx[None, :] < _periods(ud.g_delay_s, dt_s)[:, None]] = 0.0
         pending = ~np.isnan(s.g_online_at)
         j = np.where(pending, _periods(np.nan_to_num(s.g_online_at) - st.t_s, dt_s), 0)
         for k in np.flatnonzero(pending):
@@ -355,10 +355,7 @@ class RollingDispatcher:
 
         d = len(ud.d_bus)
         d_z_ub = np.ones((d, h))
-        notify = _periods(
-            np.array([u.module.notification_s for u in self.units if u.type is UnitType.DR]), dt_s
-        )
-        d_z_ub[t_idx[None, :] < notify[:, None]] = 0.0
+        d_z_ub[t_idx[None, :] < _periods(ud.d_notice_s, dt_s)[:, None]] = 0.0
         ready = ~np.isnan(s.d_ready_at)
         jr = np.where(ready, _periods(np.nan_to_num(s.d_ready_at) - st.t_s, dt_s), 0)
         for k in np.flatnonzero(ready):
@@ -388,11 +385,7 @@ class RollingDispatcher:
             d_a0=s.d_on.astype(float),
             d_z_ub=d_z_ub,
             d_run_left=d_run_left,
-            d_budget_mwh=np.maximum(
-                np.array([u.module.energy_mwh for u in self.units if u.type is UnitType.DR])
-                - s.d_used,
-                0.0,
-            ),
+            d_budget_mwh=np.maximum(ud.d_energy_mwh - s.d_used, 0.0),
             d_owed0=s.d_owed,
             integer_periods=self.integer_periods,
         )
@@ -543,10 +536,8 @@ class RollingDispatcher:
 
     def _commands(self, t_s: float, x: np.ndarray, hd: Handles) -> None:
         """Issue start commands and DR notifications the plan needs now (delays are real)."""
-        s = self.state
-        delay = np.array(
-            [u.module.start_delay_s for u in self.units if u.type is UnitType.FAST_GEN]
-        )
+        s, ud = self.state, self.ud
+        delay = ud.g_delay_s
         k = _periods(delay, self.dt_s).astype(int)
         for i in range(len(delay)):
             if (
@@ -557,7 +548,7 @@ class RollingDispatcher:
                 and x[hd.g_s[i, k[i]]] > 0.5
             ):
                 s.g_online_at[i] = t_s + delay[i]
-        notice = np.array([u.module.notification_s for u in self.units if u.type is UnitType.DR])
+        notice = ud.d_notice_s
         kn = _periods(notice, self.dt_s).astype(int)
         for i in range(len(notice)):
             if (
@@ -621,7 +612,7 @@ class RollingDispatcher:
 
     def report(self, t_s: float) -> UnitReport:
         """Units' power, energy, commitment and curtailment at t_s under the held set-points."""
-        ap, s, ud = self._applied, self.state, self.ud
+        ap = self._applied
         n = len(self.units)
         p, soc, on, dr = np.zeros(n), np.full(n, np.nan), np.zeros(n), np.zeros(n)
         if ap is None:
@@ -632,11 +623,7 @@ class RollingDispatcher:
         is_g = kinds == UnitType.FAST_GEN
         is_d = kinds == UnitType.DR
         p[is_st] = ap.st_pd[:, 0] - ap.st_pc[:, 0]
-        soc[is_st] = np.clip(
-            s.e + el_h * (ud.st_eta_c * ap.st_pc[:, 0] - ap.st_pd[:, 0] / ud.st_eta_d),
-            ud.st_emin,
-            ud.st_emax,
-        )
+        soc[is_st] = self._soc_after(el_h)
         g_on = ap.g_u[:, 0] > 0.5
         p[is_g] = ap.g_p[:, 0] * g_on
         on[is_g] = g_on
