@@ -100,38 +100,31 @@ def _ai_events(
         fraction = shock.fraction.from_uniforms(u)
         duration = shock.duration.sample(rng, n)
         lost_mw = fraction * p_nom  # rate -> time on the nameplate: conservative for partial load
-        ramp = lost_mw / rate_mw_per_s(shock.ramp_rate) if shock.ramp_rate else np.zeros(n)
-        back = lost_mw / rate_mw_per_s(shock.return_rate) if shock.return_rate else np.zeros(n)
-        return [
-            Event(
-                kind,
-                float(starts[i]),
-                float(duration[i]),
-                campus=campuses[i],
-                fraction=float(fraction[i]),
-                ramp_s=float(ramp[i]),
-                return_ramp_s=float(back[i]),
-                group=group,
-            )
-            for i in range(n)
-        ]
-    magnitude = shock.magnitude.from_uniforms(u)
-    if shock.magnitude_unit is MagnitudeUnit.FRACTION:
-        magnitude = magnitude * p_nom
-    duration = shock.duration.sample(rng, n)
-    if kind is EventKind.OSCILLATION:
-        shape = {"period_s": shock.period.sample(rng, n)}
+        fields = {
+            "fraction": fraction,
+            "ramp_s": lost_mw / rate_mw_per_s(shock.ramp_rate) if shock.ramp_rate else np.zeros(n),
+            "return_ramp_s": (
+                lost_mw / rate_mw_per_s(shock.return_rate) if shock.return_rate else np.zeros(n)
+            ),
+        }
     else:
-        shape = {"ramp_s": magnitude / rate_mw_per_s(shock.ramp_rate)}
+        magnitude = shock.magnitude.from_uniforms(u)
+        if shock.magnitude_unit is MagnitudeUnit.FRACTION:
+            magnitude = magnitude * p_nom
+        duration = shock.duration.sample(rng, n)
+        fields = {"magnitude_mw": magnitude}
+        if kind is EventKind.OSCILLATION:
+            fields["period_s"] = shock.period.sample(rng, n)
+        else:
+            fields["ramp_s"] = magnitude / rate_mw_per_s(shock.ramp_rate)
     return [
         Event(
             kind,
             float(starts[i]),
             float(duration[i]),
             campus=campuses[i],
-            magnitude_mw=float(magnitude[i]),
             group=group,
-            **{k: float(v[i]) for k, v in shape.items()},
+            **{k: float(v[i]) for k, v in fields.items()},
         )
         for i in range(n)
     ]
