@@ -283,3 +283,57 @@ def test_lp_first_shortcut_gives_the_milp_optimum(two_bus):
         assert shortcut.costs[-1] == pytest.approx(milp.costs[-1], rel=1e-6, abs=1e-6), k
         np.testing.assert_allclose(a.p_injection_mw, b.p_injection_mw, atol=MW_TOL)
     assert shortcut.lp_accepted > 0
+
+
+def test_perfect_foresight_starts_a_slow_generator_ahead_of_a_known_deficit(two_bus):
+    # a 0.4 MW deficit arrives in 10 minutes; the generator needs 10 minutes to start
+    def forecaster(times):
+        return np.where(times >= 2 * DT, 0.4, 0.0)[:, None]
+
+    ahead = _dispatcher(two_bus, _gen(start_delay_s=2 * DT))
+    ahead.forecaster = forecaster
+    ahead.dispatch(_state(0.0, 0.0))
+    assert ahead.state.g_online_at[0] == pytest.approx(2 * DT)
+    blind = _dispatcher(two_bus, _gen(start_delay_s=2 * DT))  # persistence sees no deficit
+    blind.dispatch(_state(0.0, 0.0))
+    assert np.isnan(blind.state.g_online_at[0])
+
+
+def test_runner_wires_perfect_foresight_to_the_event_physics(tmp_path):
+    from simgrid.aiload import campus_loads_mw
+    from simgrid.profiles import campus_profile
+    from simgrid.runner import build_policy, prepare
+
+    from conftest import MINIMAL, REPO, config_from_toml
+
+    cfg = config_from_toml(
+        MINIMAL
+        + f"""
+[dispatch]
+policy = "milp"
+catalogue = "{REPO / "configs" / "fcm_catalogue.toml"}"
+[[allocation]]
+module = "bess-0.5"
+bus = 2
+count = 1
+[[campus]]
+name = "dc"
+bus = 2
+p_nom_mw = 2.0
+base_utilisation = 0.3
+[[event]]
+kind = "ramp_up"
+campus = "dc"
+start_s = 900
+magnitude_mw = 0.5
+ramp_s = 600
+""",
+        tmp_path,
+    )
+    policy = build_policy(cfg, prepare(cfg), forecast="perfect")
+    times = np.arange(0.0, 3600.0, DT)
+    expected = campus_loads_mw(
+        cfg.campuses, [campus_profile(c) for c in cfg.campuses], cfg.events, times
+    )
+    np.testing.assert_allclose(policy.forecaster(times), expected)
+    assert expected[-1, 0] == pytest.approx(0.6 + 0.5)
