@@ -9,16 +9,18 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from simgrid.aiload import campus_loads_mw
 from simgrid.config import DispatchConfig, NetworkConfig, UpstreamConfig
 from simgrid.fcm import Module, Unit, UnitType
 from simgrid.network import build_network
 from simgrid.optimization.builder import SolveStatus
 from simgrid.optimization.dispatcher import RollingDispatcher, lindistflow_vm
 from simgrid.powerflow import PowerFlowEngine
-from simgrid.profiles import flat
+from simgrid.profiles import campus_profile, flat
+from simgrid.runner import build_policy, prepare
 from simgrid.types import Campus, GridState
 
-from conftest import network
+from conftest import MINIMAL, REPO, config_from_toml, network
 
 MW_TOL = 1e-4  # solver tolerances on set-points
 # LinDistFlow against AC on case33bw (V_min 0.913 pu at base; 0.73 pu under the shock below)
@@ -300,11 +302,6 @@ def test_perfect_foresight_starts_a_slow_generator_ahead_of_a_known_deficit(two_
 
 
 def test_runner_wires_perfect_foresight_to_the_event_physics(tmp_path):
-    from simgrid.aiload import campus_loads_mw
-    from simgrid.profiles import campus_profile
-    from simgrid.runner import build_policy, prepare
-
-    from conftest import MINIMAL, REPO, config_from_toml
 
     cfg = config_from_toml(
         MINIMAL
