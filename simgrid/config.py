@@ -323,11 +323,13 @@ def parse_network(t: Table, base_dir: Path) -> NetworkConfig:
     file = None
     case: str | None = None
     if t.has("file"):
-        file = base_dir / t.string("file")
-        if file.suffix.lower() not in (".json", ".m", ".mat"):
-            raise t.fail("file", "must be a pandapower .json or a MATPOWER .m/.mat file")
-        if not file.is_file():
-            raise t.fail("file", f"file not found ({file})")
+        file = _file(
+            t,
+            "file",
+            base_dir,
+            (".json", ".m", ".mat"),
+            "must be a pandapower .json or a MATPOWER .m/.mat file",
+        )
     else:
         case = t.string("case", "case33bw", choices=BUILTIN_CASES)
     scale = t.number("scale_to_peak_mw", lo=0, lo_open=True) if t.has("scale_to_peak_mw") else None
@@ -351,10 +353,18 @@ def parse_network(t: Table, base_dir: Path) -> NetworkConfig:
     return cfg
 
 
-def _file(t: Table, key: str, base_dir: Path, suffixes: tuple[str, ...]) -> Path:
-    path = base_dir / t.string(key)
+def _file(
+    t: Table,
+    key: str,
+    base_dir: Path,
+    suffixes: tuple[str, ...],
+    allowed: str | None = None,
+    name: str | None = None,
+) -> Path:
+    """An existing file named by `key` (or the already-read `name`), relative to the config."""
+    path = base_dir / (t.string(key) if name is None else name)
     if path.suffix.lower() not in suffixes:
-        raise t.fail(key, f"must be a {' or '.join(suffixes)} file")
+        raise t.fail(key, allowed or f"must be a {' or '.join(suffixes)} file")
     if not path.is_file():
         raise t.fail(key, f"file not found ({path})")
     return path
@@ -406,12 +416,8 @@ def parse_profile(t: Table, key: str, default: str, base_dir: Path) -> tuple[str
     name = t.string(key, default)
     if name in LOAD_PROFILES:
         return name, None
-    file = base_dir / name
-    if file.suffix.lower() != ".csv":
-        raise t.fail(key, f"must be one of {', '.join(LOAD_PROFILES)} or a .csv file (t_s,factor)")
-    if not file.is_file():
-        raise t.fail(key, f"file not found ({file})")
-    return name, file
+    allowed = f"must be one of {', '.join(LOAD_PROFILES)} or a .csv file (t_s,factor)"
+    return name, _file(t, key, base_dir, (".csv",), allowed, name)
 
 
 def parse_campus(t: Table, base_dir: Path = Path(".")) -> Campus:
