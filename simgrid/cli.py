@@ -129,6 +129,8 @@ def _run(args: argparse.Namespace) -> int:
         inputs.network.scale,
         time.perf_counter() - t0,
     )
+    for w in _network_report(cfg, inputs)[1]:
+        print(f"simgrid: warning: {w}", file=sys.stderr)
     show = not args.no_progress and sys.stderr.isatty()
     with tqdm(
         total=cfg.horizon_s,
@@ -160,11 +162,51 @@ def _validate(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     inputs = prepare(cfg)
+    nw = inputs.network
     print(
-        f"simgrid: {args.config}: ok ({inputs.network.name}, {inputs.network.n_bus} buses, "
-        f"{len(cfg.campuses)} campuses, {len(cfg.events)} events)"
+        f"simgrid: {args.config}: ok ({nw.name}, {_count(nw.n_bus, 'bus')}, "
+        f"{_count(len(cfg.campuses), 'campus')}, {_count(len(cfg.events), 'event')})"
     )
+    text, warnings = _network_report(cfg, inputs)
+    print(text)
+    for w in warnings:
+        print(f"  warning: {w}")
     return 0
+
+
+def _count(n: int, word: str) -> str:
+    plural = {"bus": "buses", "campus": "campuses"}.get(word, word + "s")
+    return f"{n} {word if n == 1 else plural}"
+
+
+def _mw(value: float) -> str:
+    return f"{value * 1e3:.2f} kW" if abs(value) < 1.0 else f"{value:.4f} MW"
+
+
+def _network_report(cfg, inputs) -> tuple[str, list[str]]:
+    """The base case and every campus's hosting capacity, and the warnings they raise."""
+    from simgrid.basecase import base_case, hosting, warnings_for
+
+    nw = inputs.network
+    b = base_case(nw)
+    scale = f", loads x {nw.scale:.6g}" if nw.scale != 1.0 else ""
+    lines = [
+        f"  base case ({nw.name}{scale}): {b.n_bus} buses, {b.n_line} lines in service, "
+        f"load {b.load_p_mw:.4f} MW / {b.load_q_mvar:.4f} Mvar, losses {_mw(b.losses_mw)}",
+        f"  minimum voltage {b.v_min_pu:.5f} pu at bus {b.v_min_bus}; "
+        f"highest line loading {b.max_loading_percent:.1f} % (line {b.max_loading_line})",
+    ]
+    hosts, together = hosting(nw, cfg.network, inputs.profile, cfg.campuses)
+    if hosts:
+        lines.append(
+            f"  hosting capacity at the feeder's peak hour ({hosts[0].peak_hour_s / 3600:.2f} h):"
+        )
+    for h in hosts:
+        lines.append(
+            f"    {h.campus} at bus {h.bus}: {h.hosting_mw:.4f} MW (first limit: {h.limit}); "
+            f"campus base {h.base_mw:.4f} MW, nameplate {h.p_nom_mw:.4g} MW"
+        )
+    return "\n".join(lines), warnings_for(b, hosts, together, cfg.network)
 
 
 def _scenarios(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import numpy as np
 
 from simgrid.config import NetworkConfig
 from simgrid.errors import ConfigError, DataError
+from simgrid.matpower import read_matpower, to_ppc
 from simgrid.types import Campus, Event
 
 # pandapower writes this (or similar huge numbers) when a case carries no thermal rating.
@@ -91,10 +92,14 @@ def load_pandapower_net(cfg: NetworkConfig, source: str = "<config>"):
             warnings.simplefilter("ignore")
             if path.suffix.lower() == ".json":
                 net = pp.from_json(str(path))
+            elif path.suffix.lower() == ".m":
+                net = _from_matpower_m(path, source)
             else:
                 from pandapower.converter.matpower.from_mpc import from_mpc
 
                 net = from_mpc(str(path), f_hz=50)
+    except ConfigError:
+        raise
     except Exception as exc:  # a foreign file can fail in many ways inside the readers
         raise ConfigError(
             source,
@@ -107,6 +112,15 @@ def load_pandapower_net(cfg: NetworkConfig, source: str = "<config>"):
             source, "network.file", str(path), "must contain an ext_grid (the substation / slack)"
         )
     return net, path.stem
+
+
+def _from_matpower_m(path: Path, source: str):
+    """A MATPOWER .m case as its authors meant it: the data blocks with the unit conversions
+    its trailing statements perform applied (simgrid.matpower), then pandapower's converter."""
+    from pandapower.converter.pypower.from_ppc import from_ppc
+
+    case = read_matpower(path, source)
+    return from_ppc(to_ppc(case), f_hz=50)
 
 
 def scale_net(net, k: float) -> None:
@@ -137,7 +151,6 @@ def scale_net(net, k: float) -> None:
 
 def build_network(cfg: NetworkConfig, source: str = "<config>") -> Network:
     """Load, scale and rate the network of a config."""
-    import pandapower as pp
     import pandapower.toolbox as tb
 
     net, name = load_pandapower_net(cfg, source)
@@ -151,13 +164,11 @@ def build_network(cfg: NetworkConfig, source: str = "<config>") -> Network:
         k = cfg.scale_to_peak_mw / nominal_p_mw
         scale_net(net, k)
 
+    _solve_base_case(net, cfg, name, source)
     # Lines with no rating get margin x max(base-case current, median line current)
     # (REFERENCE: case33bw has none).
     unrated = (net.line.max_i_ka >= _NO_RATING_KA).to_numpy()
     if unrated.any():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pp.runpp(net, numba=True)
         i_base = net.res_line[["i_from_ka", "i_to_ka"]].max(axis=1).fillna(0).to_numpy()
         live = net.line.in_service.to_numpy() & (i_base > 0)
         # floor at the feeder's median line current: a lateral's end line would otherwise be
@@ -189,6 +200,29 @@ def build_network(cfg: NetworkConfig, source: str = "<config>") -> Network:
         base_load_p_mw=base_p,
         base_load_q_mvar=base_q,
     )
+
+
+def _solve_base_case(net, cfg: NetworkConfig, name: str, source: str) -> None:
+    """Solve the base case in place; a network whose base case has no solution is an error."""
+    import pandapower as pp
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pp.runpp(net, numba=False)  # one solve: not worth numba's ~9 s compilation
+    except pp.LoadflowNotConverged:
+        key, value = ("network.file", str(cfg.file)) if cfg.file else ("network.case", cfg.case)
+        live = net.load.in_service
+        p, q = float(net.load.p_mw[live].sum()), float(net.load.q_mvar[live].sum())
+        kv = float(net.bus.vn_kv.max())
+        raise ConfigError(
+            source,
+            key,
+            value,
+            f"the base case power flow of {name} has no solution ({p:.6g} MW / {q:.6g} Mvar "
+            f"on a {kv:g} kV network): check the units of its loads (kW or MW) and "
+            "impedances (ohm or per unit), and network.scale_to_peak_mw",
+        ) from None
 
 
 def check_placement(

@@ -27,6 +27,15 @@ class PowerFlowResult:
     import_mw: float
     import_mvar: float
     losses_mw: float
+    line_loss_mw: np.ndarray | None = None  # per line: P in at both ends (losses)
+    line_loss_mvar: np.ndarray | None = None  # per line: Q in at both ends (net of charging)
+    line_p_from_mw: np.ndarray | None = None  # per line: P entering at the from bus
+
+    @classmethod
+    def failed(cls, n_bus: int, n_line: int) -> PowerFlowResult:
+        """A step without a solution: everything NaN."""
+        nan = np.nan
+        return cls(False, np.full(n_bus, nan), np.full(n_line, nan), nan, nan, nan)
 
 
 def per_bus_load_net(network: Network):
@@ -35,25 +44,25 @@ def per_bus_load_net(network: Network):
 
     net = copy.deepcopy(network.net)
     net.load.drop(net.load.index, inplace=True)
-    for pos, bus in enumerate(network.bus_index):
-        pp.create_load(
-            net,
-            bus,
-            p_mw=network.base_load_p_mw[pos],
-            q_mvar=network.base_load_q_mvar[pos],
-            index=pos,
-        )
+    pp.create_loads(
+        net,
+        network.bus_index,
+        p_mw=network.base_load_p_mw,
+        q_mvar=network.base_load_q_mvar,
+        index=np.arange(network.n_bus),
+    )
     return net
 
 
 class PowerFlowEngine:
     """Solve the AC power flow for per-bus demand vectors, warm-starting from the last solution.
 
-    Parameters: `tol_mva` is the Newton mismatch tolerance (pandapower's default 1e-8 MVA),
-    `max_iter` the iteration cap beyond which a step counts as not converged.
+    Convergence is pandapower's criterion: the largest per-unit power mismatch below `tol_pu`
+    (pandapower's `tolerance_mva`, 1e-8, is compared with per-unit mismatches despite its
+    name), within `max_iter` Newton iterations (pandapower's default for Newton-Raphson, 10).
     """
 
-    def __init__(self, network: Network, *, tol_mva: float = 1e-8, max_iter: int = 20) -> None:
+    def __init__(self, network: Network, *, tol_pu: float = 1e-8, max_iter: int = 10) -> None:
         from lightsim2grid.network import init_from_pandapower
 
         self.network = network
@@ -66,7 +75,7 @@ class PowerFlowEngine:
             raise PowerFlowError(
                 f"{network.name}: cannot build the power-flow model ({exc})"
             ) from None
-        self._tol_pu = tol_mva / float(net.sn_mva)
+        self._tol_pu = tol_pu
         self._max_iter = max_iter
         self._n_gen = len(net.gen)
         self._all_loads = np.ones(network.n_bus, dtype=bool)
@@ -114,15 +123,12 @@ class PowerFlowEngine:
             v = g.ac_pf(self._v_flat.copy(), self._max_iter, self._tol_pu)
         if v.size == 0:
             self._v = self._v_flat.copy()  # do not warm-start the next step from a failure
-            n = self.network
-            return PowerFlowResult(
-                False, np.full(n.n_bus, np.nan), np.full(n.n_line, np.nan), np.nan, np.nan, np.nan
-            )
+            return PowerFlowResult.failed(self.network.n_bus, self.network.n_line)
         self._v = v
         vm = np.abs(v)
         vm[~self.energised] = np.nan
-        p1, _, _, a1 = g.get_line_res1()
-        p2, _, _, a2 = g.get_line_res2()
+        p1, q1, _, a1 = g.get_line_res1()
+        p2, q2, _, a2 = g.get_line_res2()
         loading = np.maximum(a1, a2) / self._max_i_ka * 100.0
         gp, gq, _ = g.get_gen_res()
         losses = float(np.sum(p1 + p2))
@@ -136,6 +142,9 @@ class PowerFlowEngine:
             float(gp[self._n_gen :].sum()),
             float(gq[self._n_gen :].sum()),
             losses,
+            p1 + p2,
+            q1 + q2,
+            p1,
         )
 
 
@@ -162,14 +171,7 @@ def runpp_reference(
             warnings.simplefilter("ignore")
             pp.runpp(net, numba=True)
     except pp.LoadflowNotConverged:
-        return PowerFlowResult(
-            False,
-            np.full(network.n_bus, np.nan),
-            np.full(network.n_line, np.nan),
-            np.nan,
-            np.nan,
-            np.nan,
-        )
+        return PowerFlowResult.failed(network.n_bus, network.n_line)
     return PowerFlowResult(
         True,
         net.res_bus.vm_pu.to_numpy(),

@@ -183,3 +183,51 @@ def test_output_file_gets_the_usual_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def _eleven_kv_feeder(path, load_mw: float) -> None:
+    """A 2 km, 11 kV line to one load: a feeder that cannot carry gigawatts."""
+    import pandapower as pp
+
+    net = pp.create_empty_network()
+    b0, b1 = pp.create_bus(net, 11.0), pp.create_bus(net, 11.0)
+    pp.create_ext_grid(net, b0)
+    pp.create_line_from_parameters(
+        net,
+        b0,
+        b1,
+        length_km=2.0,
+        r_ohm_per_km=0.3,
+        x_ohm_per_km=0.35,
+        c_nf_per_km=0.0,
+        max_i_ka=0.4,
+    )
+    pp.create_load(net, b1, p_mw=load_mw, q_mvar=0.2 * load_mw)
+    pp.to_json(net, str(path))
+
+
+def test_a_network_whose_base_case_has_no_solution_is_one_line_exit_2(tmp_path, capsys):
+    _eleven_kv_feeder(tmp_path / "feeder.json", 18_000.0)  # 18 GW on 11 kV
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(MINIMAL.replace('case = "case33bw"', 'file = "feeder.json"'))
+    out = tmp_path / "out.nc"
+    for argv in (["validate", str(cfg)], ["run", str(cfg), "--out", str(out), "--no-progress"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert "network.file" in err[0] and "base case power flow" in err[0]
+        assert "18000 MW" in err[0] and "11 kV" in err[0] and "kW or MW" in err[0]
+    assert not out.exists()
+
+
+def test_validate_prints_the_base_case_and_hosting_capacity(tmp_path, capsys):
+    cfg = tmp_path / "ok.toml"
+    cfg.write_text(MINIMAL + CAMPUS.replace("bus = 2", "bus = 17") + "base_utilisation = 0.3\n")
+    assert main(["validate", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "1 campus," in out and "33 buses" in out
+    assert "load 3.7150 MW / 2.3000 Mvar, losses 202.68 kW" in out
+    assert "minimum voltage 0.91309 pu at bus 17" in out
+    assert "dc at bus 17: 0.13" in out  # MW before bus 17 falls below 0.90 pu at the peak
+    # its 0.3 MW base already exceeds what the weak end of the feeder hosts: a visible warning
+    assert "warning: campus dc: its 0.3 MW base load exceeds" in out

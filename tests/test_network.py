@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from simgrid.config import NetworkConfig
 from simgrid.network import build_network
-from simgrid.powerflow import PowerFlowEngine, runpp_reference
+from simgrid.powerflow import PowerFlowEngine, per_bus_load_net, runpp_reference
 
 from conftest import network
 
@@ -137,3 +139,57 @@ def test_json_and_matpower_files_load(tmp_path):
         res = _base_case(nw)
         assert abs(res.losses_mw * 1e3 - LOSSES_KW) < LOSSES_TOL_KW, path.suffix
         assert abs(np.nanmin(res.vm_pu) - VMIN_PU) < VMIN_TOL_PU, path.suffix
+
+
+MATPOWER = Path(__file__).parent / "data" / "matpower"
+
+
+def matpower_network(case: str):
+    cfg = NetworkConfig(case=None, file=MATPOWER / f"{case}.m", load_profile="flat")
+    return build_network(cfg)
+
+
+@pytest.mark.parametrize(("case", "nose"), [("case33bw", 3.6), ("case141", 4.2)])
+def test_engine_and_runpp_agree_on_convergence_up_to_and_past_the_nose(case, nose):
+    # case141 has near-zero-impedance branches: a tolerance stricter than pandapower's made
+    # the engine report collapse at 0.6x load where runpp converges
+    nw = matpower_network(case)
+    engine = PowerFlowEngine(nw)
+    net = per_bus_load_net(nw)
+    agree = []
+    for lam in np.round(np.arange(0.2, 1.6 * nose, 0.2), 2):
+        p, q = nw.base_load_p_mw * lam, nw.base_load_q_mvar * lam
+        mine = engine.solve(p, q).converged
+        ref = runpp_reference(nw, p, q, net=net).converged
+        agree.append((lam, mine, ref))
+    assert [a for a in agree if a[1] != a[2]] == []
+    assert all(m for lam, m, _ in agree if lam <= nose) and not any(
+        m for lam, m, _ in agree if lam >= 1.1 * nose
+    )
+
+
+def test_hosting_capacity_is_the_load_at_the_first_limit():
+    from simgrid.basecase import HOSTING_TOL_MW, hosting, peak_hour_s
+    from simgrid.profiles import diurnal
+    from simgrid.types import Campus
+
+    nw = network()
+    cfg = NetworkConfig()
+    campus = Campus("far", bus=17, p_nom_mw=1.0, base_utilisation=0.0)
+    (h,), together = hosting(nw, cfg, diurnal(), (campus,))
+    assert together is None
+    f = float(diurnal().at(peak_hour_s(diurnal())))
+    assert f == 1.0  # the RTS shape peaks at 100 % of the case's load
+    engine = PowerFlowEngine(nw)
+    e = np.zeros(nw.n_bus)
+    e[17] = 1.0
+    tol = HOSTING_TOL_MW * nw.base_load_p_mw.sum()
+
+    def v_min(extra):
+        res = engine.solve(
+            nw.base_load_p_mw + extra * e, nw.base_load_q_mvar + extra * campus.q_per_p * e
+        )
+        return np.nanmin(res.vm_pu)
+
+    assert 0.1 < h.hosting_mw < 0.2 and "bus 17" in h.limit
+    assert v_min(h.hosting_mw) >= cfg.v_min_pu > v_min(h.hosting_mw + 2 * tol)
