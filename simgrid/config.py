@@ -7,6 +7,7 @@ allowed; unknown keys are errors so that a typo is never silently ignored.
 from __future__ import annotations
 
 import difflib
+import enum
 import hashlib
 import math
 import tomllib
@@ -58,6 +59,39 @@ class MetricsConfig:
     recovery_fraction: float = 0.9
 
 
+class ProtectionMode(enum.StrEnum):
+    """What the plant does when voltage collapses or stays too low."""
+
+    UVLS = "uvls"  # under-voltage load shedding in blocks at the weakest buses
+    FEEDER_TRIP = "feeder_trip"  # the feeder breaker opens: all load is lost for the step
+
+
+@dataclass(frozen=True)
+class ProtectionConfig:
+    """The plant's protection: under-voltage load shedding (UVLS) or a whole-feeder trip.
+
+    UVLS (Mozina, "Undervoltage load shedding", Beckwith Electric; NERC PRC-010): when a bus
+    voltage stays below `uvls_pickup_pu` for `uvls_delay_s`, a block of `uvls_block_fraction`
+    of that bus's load is shed; blocks are shed at the weakest buses until the power flow
+    solves and every voltage is back above the pick-up. Defaults from common practice: pick-up
+    0.88 pu (programmes use 0.85-0.92 pu, below the 0.90 pu operating limit so that protection
+    acts on collapse, not on every excursion), definite-time delay 5 s (3-10 s is usual: longer
+    than a fault clearing, shorter than a QSTS step, so at 60 s resolution a sustained low
+    voltage at a step is a pick-up) and blocks of 10 % of a bus's load (programmes shed
+    5-10 % of area load per stage). Shed blocks are reconnected one per bus and step after
+    `restore_delay_s` (assumption: 10 minutes, an operator or automatic restoration delay)
+    once a trial power flow with the block back keeps every voltage at or above
+    `restore_pu` (default 0.90: the operating limit).
+    """
+
+    mode: ProtectionMode = ProtectionMode.UVLS
+    uvls_pickup_pu: float = 0.88
+    uvls_delay_s: float = 5.0
+    uvls_block_fraction: float = 0.1
+    restore_pu: float = 0.90
+    restore_delay_s: float = 600.0
+
+
 @dataclass(frozen=True)
 class AllocationEntry:
     """`count` modules of catalogue type `module` placed at `bus`."""
@@ -76,11 +110,17 @@ class DispatchConfig:
     shedding is the last resort); voltage 100,000 $/(pu h) (1 % of |V|^2 outside the band for
     an hour costs like 100 MWh of imbalance); restoration
     20 $/MWh (a small pull of storage back to its target and of owed DR energy to zero).
+    `mip_gap` / `mip_abs_gap` ($): a window's plan is accepted within either gap of the
+    bound; the absolute one keeps quiet windows (objective of cents: a storage drifting back to
+    its target) from branching over fractions of a cent (at most ~$3 over a day of 288 calls).
     `voltage_margin_pu` tightens the MILP's voltage limits for LinDistFlow's neglect of losses
     (measured against AC on case33bw: 0.003 pu at the base case, ~0.01 pu near 0.90 pu).
     `integer_periods`: commitment, activation and storage-mode binaries are integral in the
     first periods of the lookahead and relaxed after (only the first period is applied; the
     tail guides it). Must cover the longest start-up / notification delay.
+    `realtime`: between MILP calls, `follow` lets online storage and fast units (then the
+    planned shed) absorb the deviation of demand from the plan within their headroom, ramp
+    and state of charge, as plant controllers do; `hold` keeps the set-points fixed.
     """
 
     policy: str = "none"
@@ -88,6 +128,7 @@ class DispatchConfig:
     horizon_steps: int = 12
     time_limit_s: float = 1.0
     mip_gap: float = 5e-3
+    mip_abs_gap: float = 0.01
     forecast: str = "persistence"
     catalogue: Path | None = None
     allocation: tuple[AllocationEntry, ...] = ()
@@ -98,6 +139,7 @@ class DispatchConfig:
     restoration_per_mwh: float = 20.0
     voltage_margin_pu: float = 0.01
     integer_periods: int = 4
+    realtime: str = "follow"
 
 
 @dataclass(frozen=True)
@@ -123,6 +165,7 @@ class RunConfig:
     upstream: UpstreamConfig
     metrics: MetricsConfig
     dispatch: DispatchConfig
+    protection: ProtectionConfig
     campuses: tuple[Campus, ...]
     events: tuple[Event, ...]
     source: str
@@ -293,6 +336,7 @@ def parse_config(
     )
     met.done()
     dispatch = parse_dispatch(root.table("dispatch"), root.tables("allocation"), base_dir)
+    protection = parse_protection(root.table("protection"))
 
     campuses = tuple(parse_campus(t, base_dir) for t in root.tables("campus"))
     names = [c.name for c in campuses]
@@ -310,6 +354,7 @@ def parse_config(
         upstream=upstream,
         metrics=metrics,
         dispatch=dispatch,
+        protection=protection,
         campuses=campuses,
         events=events,
         source=source,
@@ -384,6 +429,7 @@ def parse_dispatch(t: Table, allocation: list[Table], base_dir: Path) -> Dispatc
         horizon_steps=t.integer("horizon_steps", d.horizon_steps, lo=1),
         time_limit_s=t.number("time_limit_s", d.time_limit_s, lo=0, lo_open=True),
         mip_gap=t.number("mip_gap", d.mip_gap, lo=0, hi=1),
+        mip_abs_gap=t.number("mip_abs_gap", d.mip_abs_gap, lo=0),
         forecast=t.string("forecast", d.forecast, choices=("persistence", "perfect")),
         catalogue=_file(t, "catalogue", base_dir, (".toml",)) if t.has("catalogue") else None,
         allocation=tuple(entries),
@@ -396,6 +442,7 @@ def parse_dispatch(t: Table, allocation: list[Table], base_dir: Path) -> Dispatc
         restoration_per_mwh=t.number("restoration_per_mwh", d.restoration_per_mwh, lo=0),
         voltage_margin_pu=t.number("voltage_margin_pu", d.voltage_margin_pu, lo=0, hi=0.2),
         integer_periods=t.integer("integer_periods", d.integer_periods, lo=1),
+        realtime=t.string("realtime", d.realtime, choices=("follow", "hold")),
     )
     if cfg.policy == "milp":
         if cfg.catalogue is None:
@@ -407,6 +454,25 @@ def parse_dispatch(t: Table, allocation: list[Table], base_dir: Path) -> Dispatc
             )
     if cfg.allocation and cfg.allocation_file is not None:
         raise t.fail("allocation_file", "give [[allocation]] tables or a file, not both")
+    t.done()
+    return cfg
+
+
+def parse_protection(t: Table) -> ProtectionConfig:
+    d = ProtectionConfig()
+    mode = t.string("mode", d.mode.value, choices=tuple(m.value for m in ProtectionMode))
+    cfg = ProtectionConfig(
+        mode=ProtectionMode(mode),
+        uvls_pickup_pu=t.number("uvls_pickup_pu", d.uvls_pickup_pu, lo=0.5, hi=1.0),
+        uvls_delay_s=t.number("uvls_delay_s", d.uvls_delay_s, lo=0),
+        uvls_block_fraction=t.number(
+            "uvls_block_fraction", d.uvls_block_fraction, lo=0, lo_open=True, hi=1
+        ),
+        restore_pu=t.number("restore_pu", d.restore_pu, lo=0.5, hi=1.0),
+        restore_delay_s=t.number("restore_delay_s", d.restore_delay_s, lo=0),
+    )
+    if cfg.restore_pu < cfg.uvls_pickup_pu:
+        raise t.fail("restore_pu", f"must be >= uvls_pickup_pu ({cfg.uvls_pickup_pu:g})")
     t.done()
     return cfg
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -135,25 +135,42 @@ class GridState:
     last_vm_pu: np.ndarray | None = None
     last_import_mw: float | None = None
     upstream_follow_mw: float = 0.0
+    uvls_fraction: np.ndarray | None = None  # per bus: load disconnected by protection
+
+    def connected(self) -> np.ndarray:
+        """Per bus, the fraction of its load connected (energised, not shed by protection)."""
+        kept = 1.0 if self.uvls_fraction is None else 1.0 - self.uvls_fraction
+        return self.energised * kept
+
+    def served_p_mw(self) -> np.ndarray:
+        """Demand still connected."""
+        return self.demand_p_mw * self.connected()
 
 
 @dataclass(frozen=True)
 class SetPoints:
     """What a dispatch policy decides, per bus: injections (generation-positive) and shedding.
 
+    Shedding is given as the active and reactive load it removes (`shed_mw`, `shed_mvar`), so
+    that what a policy plans and what the plant applies are the same P and Q at the same bus.
     `status` is the policy's outcome code (0 = optimal; see optimization.builder.SolveStatus)
-    and `solve_s` the wall time the decision took.
+    and `solve_s` the wall time the decision took. `planned_import_mw` and `planned_vm_pu`
+    are the policy's own prediction of the import and bus voltages for these set-points (NaN /
+    None when it makes none), recorded to judge its network model against the AC result.
     """
 
     p_injection_mw: np.ndarray
     q_injection_mvar: np.ndarray
-    shed_mw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    shed_mw: np.ndarray
+    shed_mvar: np.ndarray
     status: int = 0
     solve_s: float = 0.0
+    planned_import_mw: float = math.nan
+    planned_vm_pu: np.ndarray | None = None
 
     @classmethod
     def zeros(cls, n_bus: int) -> SetPoints:
-        return cls(np.zeros(n_bus), np.zeros(n_bus), np.zeros(n_bus))
+        return cls(np.zeros(n_bus), np.zeros(n_bus), np.zeros(n_bus), np.zeros(n_bus))
 
 
 @dataclass(frozen=True)
@@ -173,7 +190,12 @@ class DispatchPolicy(Protocol):
     unit_names: tuple[str, ...]
 
     def dispatch(self, state: GridState) -> SetPoints:
-        """Return set-points that hold until the next call."""
+        """Plan, and return the set-points of the plan's first period."""
+        ...
+
+    def follow(self, state: GridState) -> SetPoints:
+        """Between plans, at every other step: the set-points the plant's real-time layer
+        applies (held ones, or adjusted to absorb the deviation from the plan)."""
         ...
 
     def report(self, t_s: float) -> UnitReport:
@@ -189,6 +211,9 @@ class DoNothing:
     unit_names: tuple[str, ...] = ()
 
     def dispatch(self, state: GridState) -> SetPoints:
+        return SetPoints.zeros(self.n_bus)
+
+    def follow(self, state: GridState) -> SetPoints:
         return SetPoints.zeros(self.n_bus)
 
     def report(self, t_s: float) -> UnitReport:

@@ -11,6 +11,7 @@ from simgrid.config import UpstreamConfig
 from simgrid.cosim import SimulationInputs, simulate
 from simgrid.cosim.loads import CampusLoad, Ramp, Sine
 from simgrid.cosim.simulation import Clock, UpstreamFollower
+from simgrid.powerflow import PowerFlowEngine
 from simgrid.profiles import diurnal, flat
 from simgrid.types import Campus, GridState, SetPoints
 
@@ -149,10 +150,7 @@ duration_s = 1200
         assert _at(ds, "imbalance_mw", t) == pytest.approx(dev - followed, abs=1e-9)
 
 
-def test_non_convergent_step_is_recorded_as_collapse_and_the_run_goes_on():
-    ds = _run(
-        MINIMAL
-        + """
+GIANT_SURGE = """
 [[campus]]
 name = "giant"
 bus = 17
@@ -167,7 +165,11 @@ magnitude_mw = 40.0
 ramp_s = 0
 duration_s = 300
 """
-    )
+PICKUP_PU, BLOCK = 0.88, 0.1  # the UVLS defaults (ProtectionConfig)
+
+
+def test_feeder_trip_records_collapse_and_the_run_goes_on():
+    ds = _run(MINIMAL + '[protection]\nmode = "feeder_trip"\n' + GIANT_SURGE)
     conv = ds["pf_converged"].to_numpy()
     t = ds["time"].to_numpy()
     collapsed = t[~conv]
@@ -175,9 +177,61 @@ duration_s = 300
     assert conv[t >= 960].all() and conv[t < 600].all()
     k = int(np.flatnonzero(t == 600)[0])
     assert ds["unserved_mw"][k] == pytest.approx(float(ds["demand_mw"][k]))
+    assert ds["collapse_mw"][k] == pytest.approx(float(ds["demand_mw"][k]))
     assert float(ds["import_mw"][k]) == 0.0
     assert np.isnan(ds["vm_pu"][k]).all()
+    assert float(ds["uvls_shed_mw"].sum()) == 0.0
     assert float(ds["time"][-1]) == 3540.0  # the loop reached the horizon
+
+
+def test_uvls_sheds_blocks_at_the_weakest_bus_until_it_solves_then_restores():
+    ds = _run(MINIMAL + GIANT_SURGE)
+    assert ds["pf_converged"].all()  # protection, not a blackout
+    assert float(ds["collapse_mw"].sum()) == 0.0
+    t = ds["time"].to_numpy()
+    during = (t >= 600) & (t < 900)
+    uvls = ds["uvls_shed_mw"].to_numpy()
+    # the collapse starts at the far end (bus 17, the weakest): only its relay acts, in
+    # blocks of 10 % of its load, until the power flow solves above the pick-up
+    assert (uvls[during][:, np.arange(33) != 17] == 0).all()
+    demand17 = 40.0 + network().base_load_p_mw[17]
+    frac = uvls[during][:, 17] / demand17
+    np.testing.assert_allclose(frac * 10, np.round(frac * 10), atol=1e-9)
+    assert (frac > 0.5).all()
+    assert (ds["vm_pu"].to_numpy()[during] >= PICKUP_PU - 1e-9).all()
+    # unserved is the shed, with its cause
+    np.testing.assert_allclose(ds["unserved_mw"], uvls.sum(axis=1), atol=1e-9)
+    # blocks stay off for the restoration delay (600 s after the last shedding), then come
+    # back one per step while voltages stay healthy
+    assert (uvls[(t >= 900) & (t < 1200)][:, 17] > 0).all()
+    assert (uvls[t >= 1200 + 10 * 60][:, 17] == 0).all()
+
+
+def test_uvls_sheds_at_every_bus_below_the_pickup_of_a_converged_low_voltage_state():
+    # 2 MW at the far end: the power flow solves, with the tail of the feeder below 0.88 pu
+    ds = _run(
+        MINIMAL
+        + """
+[[campus]]
+name = "dc"
+bus = 17
+p_nom_mw = 2.0
+base_utilisation = 1.0
+"""
+    )
+    first = ds.isel(time=0)
+    shed = first["uvls_shed_mw"].to_numpy()
+    nw = network()
+    load = nw.base_load_p_mw + 2.0 * (np.arange(33) == 17)
+    q17 = 2.0 * Campus("dc", 17, 2.0, 1.0).q_per_p
+    unprotected = PowerFlowEngine(nw).solve(load, nw.base_load_q_mvar + q17 * (np.arange(33) == 17))
+    assert unprotected.converged
+    low = unprotected.vm_pu < PICKUP_PU
+    # relays act where the voltage was low, and only there; the rest keeps its load
+    assert (shed[low & (load > 0)] > 0).all() and (shed[~low] == 0).all()
+    assert float(first["vm_pu"].min()) >= PICKUP_PU
+    fractions = shed[shed > 0] / load[shed > 0]
+    np.testing.assert_allclose(fractions * 10, np.round(fractions * 10), atol=1e-9)
 
 
 def test_no_event_means_no_imbalance_and_no_unserved():
@@ -198,8 +252,12 @@ class _ShedHalf:
 
     def dispatch(self, state: GridState) -> SetPoints:
         self.calls.append(state.t_s)
+        return self.follow(state)
+
+    def follow(self, state: GridState) -> SetPoints:
         sp = SetPoints.zeros(self.n_bus)
         sp.shed_mw[17] = 0.5 * state.demand_p_mw[17]
+        sp.shed_mvar[17] = 0.5 * state.demand_q_mvar[17]
         sp.p_injection_mw[2] = 0.1
         return sp
 

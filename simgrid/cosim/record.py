@@ -8,9 +8,9 @@ import numpy as np
 import xarray as xr
 
 if TYPE_CHECKING:
-    from simgrid.cosim.simulation import SimulationInputs
-    from simgrid.powerflow import PowerFlowResult
-    from simgrid.types import UnitReport
+    from simgrid.cosim.simulation import SimulationInputs, Step
+
+IDLE_STATUS = 4  # no dispatch at this step: the real-time layer acted (SolveStatus.IDLE)
 
 # name -> (dims beyond time, units, long_name)
 _SERIES: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -19,15 +19,35 @@ _SERIES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "campus_load_mw": (("campus",), "MW", "AI campus load"),
     "demand_mw": ((), "MW", "total demand (conventional + AI) before shedding"),
     "import_mw": ((), "MW", "substation import (0 after a collapse trip)"),
+    "planned_import_mw": (
+        (),
+        "MW",
+        "import the dispatcher's network model predicts for its set-points (NaN: no call)",
+    ),
     "import_schedule_mw": ((), "MW", "day-ahead import schedule (no shocks, no outages)"),
     "imbalance_mw": ((), "MW", "import deviation from schedule the upstream grid cannot follow"),
-    "unserved_mw": ((), "MW", "unserved load: islanded + shed + lost to power-flow collapse"),
-    "islanded_mw": ((), "MW", "load on buses cut off from the substation"),
-    "shed_mw": (("bus",), "MW", "emergency load shedding"),
+    "unserved_mw": (
+        (),
+        "MW",
+        "unserved load: islanded + dispatcher shed + protection (UVLS) shed + lost to collapse",
+    ),
+    "islanded_mw": ((), "MW", "unserved because cut off from the substation"),
+    "shed_mw": (("bus",), "MW", "unserved because shed by the dispatcher (planned shedding)"),
+    "uvls_shed_mw": (("bus",), "MW", "unserved because shed by under-voltage load shedding"),
+    "collapse_mw": (
+        (),
+        "MW",
+        "unserved because the power flow had no solution even under protection (feeder trip)",
+    ),
     "injection_mw": ((), "MW", "total flexible-resource injection set-point"),
     "losses_mw": ((), "MW", "active power losses"),
-    "pf_converged": ((), "1", "AC power flow converged"),
+    "pf_converged": ((), "1", "AC power flow solved (after protection acted)"),
     "vm_pu": (("bus",), "pu", "bus voltage magnitude (NaN when de-energised or collapsed)"),
+    "planned_vm_pu": (
+        ("bus",),
+        "pu",
+        "voltage the dispatcher's network model predicts for its set-points (NaN: no call)",
+    ),
     "line_loading_percent": (("line",), "%", "line current in % of its thermal rating"),
     "line_in_service": (("line",), "1", "line switched in (not out for outage)"),
     "energised": (("bus",), "1", "bus connected to the substation"),
@@ -68,53 +88,39 @@ class Recorder:
         self.units = {name: np.zeros((capacity, len(unit_names))) for name in _UNIT_SERIES}
         self.n = 0
 
-    def record(
-        self,
-        *,
-        t: float,
-        is_event: bool,
-        ai_p: np.ndarray,
-        demand_mw: float,
-        res: PowerFlowResult,
-        import_mw: float,
-        schedule_mw: float,
-        imbalance_mw: float,
-        unserved_mw: float,
-        islanded_mw: float,
-        shed: np.ndarray,
-        injection: np.ndarray,
-        line_in_service: np.ndarray,
-        energised: np.ndarray,
-        dispatch_status: int = 0,
-        dispatch_solve_s: float = 0.0,
-        units: UnitReport | None = None,
-    ) -> None:
+    def record(self, s: Step) -> None:
         k, d = self.n, self.data
-        self.t[k] = t
-        d["is_event_step"][k] = is_event
-        d["ai_load_mw"][k] = ai_p.sum()
-        d["campus_load_mw"][k] = ai_p
-        d["demand_mw"][k] = demand_mw
-        d["import_mw"][k] = import_mw
-        d["import_schedule_mw"][k] = schedule_mw
-        d["imbalance_mw"][k] = imbalance_mw
-        d["unserved_mw"][k] = unserved_mw
-        d["islanded_mw"][k] = islanded_mw
-        d["shed_mw"][k] = shed
-        d["injection_mw"][k] = injection.sum()
-        d["losses_mw"][k] = res.losses_mw
-        d["pf_converged"][k] = res.converged
-        d["vm_pu"][k] = res.vm_pu
-        d["line_loading_percent"][k] = res.line_loading_percent
-        d["line_in_service"][k] = line_in_service
-        d["energised"][k] = energised
-        d["dispatch_status"][k] = dispatch_status
-        d["dispatch_solve_s"][k] = dispatch_solve_s
-        if units is not None:
-            self.units["fcm_p_mw"][k] = units.p_mw
-            self.units["soc_mwh"][k] = units.soc_mwh
-            self.units["unit_on"][k] = units.on
-            self.units["dr_curtail_mw"][k] = units.dr_curtail_mw
+        sp, pf = s.setpoints, s.protected.pf
+        self.t[k] = s.t_s
+        d["is_event_step"][k] = s.is_event
+        d["ai_load_mw"][k] = s.ai_p_mw.sum()
+        d["campus_load_mw"][k] = s.ai_p_mw
+        d["demand_mw"][k] = s.demand_p_mw.sum()
+        d["import_mw"][k] = s.import_mw
+        d["planned_import_mw"][k] = sp.planned_import_mw if s.dispatched else np.nan
+        d["import_schedule_mw"][k] = s.schedule_mw
+        d["imbalance_mw"][k] = s.imbalance_mw
+        d["unserved_mw"][k] = s.unserved_mw
+        d["islanded_mw"][k] = s.islanded_mw
+        d["shed_mw"][k] = s.shed_mw
+        d["uvls_shed_mw"][k] = s.protected.uvls_p_mw
+        d["collapse_mw"][k] = s.collapse_mw
+        d["injection_mw"][k] = sp.p_injection_mw.sum()
+        d["losses_mw"][k] = pf.losses_mw
+        d["pf_converged"][k] = not s.protected.collapsed
+        d["vm_pu"][k] = pf.vm_pu
+        planned = sp.planned_vm_pu if s.dispatched else None
+        d["planned_vm_pu"][k] = np.nan if planned is None else planned
+        d["line_loading_percent"][k] = pf.line_loading_percent
+        d["line_in_service"][k] = s.line_in_service
+        d["energised"][k] = s.energised
+        d["dispatch_status"][k] = sp.status if s.dispatched else IDLE_STATUS
+        d["dispatch_solve_s"][k] = sp.solve_s if s.dispatched else 0.0
+        if s.units is not None:
+            self.units["fcm_p_mw"][k] = s.units.p_mw
+            self.units["soc_mwh"][k] = s.units.soc_mwh
+            self.units["unit_on"][k] = s.units.on
+            self.units["dr_curtail_mw"][k] = s.units.dr_curtail_mw
         self.n += 1
 
     def to_dataset(self) -> xr.Dataset:

@@ -1,15 +1,16 @@
 """The closed loop: a simpy clock in seconds drives the AC power flow through AI and outage events.
 
-Within one timestamp the order is fixed: inject (event processes, NORMAL priority) -> dispatch
-(if due) -> apply set-points -> power flow -> record (the stepper, scheduled LATE so that it runs
-after every injection at the same instant).
+Within one timestamp the order is fixed: the event processes inject (NORMAL priority), then the
+stepper (scheduled LATE, after every injection at the same instant) runs `Loop.step`'s named
+phases: inject (read the live loads and lines) -> schedule -> dispatch (if due) or real-time
+follow -> protection and power flow -> settle (import, imbalance, unserved) -> record.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import simpy
@@ -17,15 +18,23 @@ import xarray as xr
 
 from simgrid.config import RunConfig, UpstreamConfig
 from simgrid.cosim.loads import CampusLoad, Ramp, Sine
+from simgrid.cosim.protection import Protected, Protection
 from simgrid.cosim.record import Recorder
 from simgrid.network import Network, check_placement
 from simgrid.powerflow import PowerFlowEngine
 from simgrid.profiles import LoadProfile, campus_profile
-from simgrid.types import DispatchPolicy, DoNothing, Event, EventKind, GridState, SetPoints
+from simgrid.types import (
+    DispatchPolicy,
+    DoNothing,
+    Event,
+    EventKind,
+    GridState,
+    SetPoints,
+    UnitReport,
+)
 
 # simpy processes same-time events by (priority, insertion); URGENT=0, NORMAL=1.
 _LATE = 2
-IDLE_STATUS = 4  # no dispatch at this step: set-points held (SolveStatus.IDLE)
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,22 +146,153 @@ def _event_process(env: simpy.Environment, clock: Clock, world: _World, eid: int
         clock.request_step(event=True)
 
 
-def _campus_base(
-    world: _World, bus: np.ndarray, q_per_p: np.ndarray, n_bus: int, t_s: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-bus base campus load (no events) at t_s: what the schedule assumes."""
-    base = np.array([cl.base_mw(t_s) for cl in world.loads.values()])
-    return (
-        np.bincount(bus, base, minlength=n_bus),
-        np.bincount(bus, base * q_per_p, minlength=n_bus),
-    )
-
-
 def _ticker(env: simpy.Environment, clock: Clock, cfg: RunConfig):
     """Request a step on the base grid, every dt_s."""
     for k in range(math.ceil(cfg.horizon_s / cfg.dt_s)):
         yield env.timeout(k * cfg.dt_s - env.now)
         clock.request_step(event=False)
+
+
+@dataclass(eq=False)
+class Step:
+    """What one step knows, filled phase by phase (inject, schedule, dispatch or follow,
+    protection and power flow, settle) and then recorded."""
+
+    t_s: float
+    is_event: bool
+    ai_p_mw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    demand_p_mw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    demand_q_mvar: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    schedule_mw: float = 0.0
+    line_in_service: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    energised: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    setpoints: SetPoints | None = None
+    dispatched: bool = False
+    protected: Protected | None = None
+    import_mw: float = 0.0
+    imbalance_mw: float = 0.0
+    islanded_mw: float = 0.0
+    shed_mw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    collapse_mw: float = 0.0
+    units: UnitReport | None = None
+
+    @property
+    def unserved_mw(self) -> float:
+        """Islanded + shed by the dispatcher + shed by protection + lost to collapse."""
+        uvls = float(self.protected.uvls_p_mw.sum()) if self.protected is not None else 0.0
+        return self.islanded_mw + float(self.shed_mw.sum()) + uvls + self.collapse_mw
+
+
+class Loop:
+    """The plant and its controllers, one step at a time, in DESIGN's order."""
+
+    def __init__(self, inputs: SimulationInputs, policy: DispatchPolicy) -> None:
+        cfg, nw = inputs.config, inputs.network
+        self.cfg, self.nw, self.profile, self.policy = cfg, nw, inputs.profile, policy
+        self.engine = PowerFlowEngine(nw)
+        self.schedule_engine = PowerFlowEngine(nw)  # never sees shocks or outages
+        self.protection = Protection(cfg.protection, self.engine, cfg.dt_s)
+        self.follower = UpstreamFollower(cfg.upstream)
+        self.world = _World(cfg, nw)
+        self.loads = list(self.world.loads.values())
+        self.campus_bus = np.array([c.bus for c in cfg.campuses], dtype=int)
+        self.campus_q_per_p = np.array([c.q_per_p for c in cfg.campuses])
+        self.setpoints = SetPoints.zeros(nw.n_bus)
+        self.last_dispatch_s = -math.inf
+        self.last: Step | None = None
+
+    def step(self, t_s: float, is_event: bool) -> Step:
+        s = Step(t_s, is_event)
+        self.inject(s)
+        self.schedule(s)
+        if is_event or t_s - self.last_dispatch_s >= self.cfg.dispatch.redispatch_s - 1e-9:
+            self.dispatch(s)
+        else:
+            self.follow(s)
+        self.protect_and_solve(s)
+        self.settle(s)
+        self.last = s
+        return s
+
+    def inject(self, s: Step) -> None:
+        """Read what the event processes produced at this instant: AI load, demand, lines."""
+        nw, t = self.nw, s.t_s
+        f = float(self.profile.at(t))
+        s.ai_p_mw = np.array([cl.p_mw(t) for cl in self.loads])
+        s.demand_p_mw = nw.base_load_p_mw * f + self._at_buses(s.ai_p_mw)
+        s.demand_q_mvar = nw.base_load_q_mvar * f + self._at_buses(s.ai_p_mw * self.campus_q_per_p)
+        s.line_in_service = self.world.line_in_service
+        self.engine.set_line_status(s.line_in_service)
+        s.energised = self.engine.energised
+
+    def schedule(self, s: Step) -> None:
+        """The day-ahead import: the same feeder with base campus load, no shocks or outages."""
+        nw, f = self.nw, float(self.profile.at(s.t_s))
+        base = np.array([cl.base_mw(s.t_s) for cl in self.loads])
+        p = nw.base_load_p_mw * f + self._at_buses(base)
+        q = nw.base_load_q_mvar * f + self._at_buses(base * self.campus_q_per_p)
+        s.schedule_mw = self.schedule_engine.solve(p, q).import_mw
+
+    def dispatch(self, s: Step) -> None:
+        """A Stage-II call: new set-points for the plan's first period."""
+        s.setpoints = self.policy.dispatch(self._grid_state(s))
+        s.dispatched = True
+        self.last_dispatch_s = s.t_s
+
+    def follow(self, s: Step) -> None:
+        """Between calls: the real-time layer's set-points (held, or absorbing the residual)."""
+        s.setpoints = self.policy.follow(self._grid_state(s))
+
+    def protect_and_solve(self, s: Step) -> None:
+        """Apply the set-points (islanded buses get nothing) and solve under protection."""
+        sp, live = s.setpoints, s.energised
+        s.protected = self.protection.solve(
+            s.t_s,
+            s.demand_p_mw * live,
+            s.demand_q_mvar * live,
+            sp.shed_mw * live,
+            sp.shed_mvar * live,
+            sp.p_injection_mw * live,
+            sp.q_injection_mvar * live,
+        )
+        s.shed_mw = s.protected.shed_p_mw
+
+    def settle(self, s: Step) -> None:
+        """Import, imbalance and unserved load from the solved step; the units' state."""
+        live = s.energised
+        s.islanded_mw = float(s.demand_p_mw[~live].sum())
+        if s.protected.collapsed:
+            # no solution even under protection: the feeder breaker trips for the step
+            s.import_mw = 0.0
+            s.collapse_mw = float(s.demand_p_mw[live].sum()) - float(s.shed_mw.sum())
+            s.collapse_mw -= float(s.protected.uvls_p_mw.sum())
+        else:
+            s.import_mw = s.protected.pf.import_mw
+        followed = self.follower.step(s.t_s, s.import_mw - s.schedule_mw)
+        s.imbalance_mw = s.import_mw - s.schedule_mw - followed
+        if self.policy.unit_names:
+            s.units = self.policy.report(s.t_s)
+
+    def _grid_state(self, s: Step) -> GridState:
+        last = self.last
+        converged = last is not None and not last.protected.collapsed
+        return GridState(
+            t_s=s.t_s,
+            is_event_step=s.is_event,
+            demand_p_mw=s.demand_p_mw,
+            demand_q_mvar=s.demand_q_mvar,
+            energised=s.energised,
+            line_in_service=s.line_in_service,
+            ai_load_mw=s.ai_p_mw,
+            import_schedule_mw=s.schedule_mw,
+            last_vm_pu=last.protected.pf.vm_pu if converged else None,
+            last_import_mw=last.import_mw if last is not None else None,
+            upstream_follow_mw=self.follower.follow_mw,
+            uvls_fraction=self.protection.shed_fraction.copy(),
+        )
+
+    def _at_buses(self, per_campus: np.ndarray) -> np.ndarray:
+        return np.bincount(self.campus_bus, per_campus, minlength=self.nw.n_bus)
 
 
 def simulate(
@@ -168,107 +308,23 @@ def simulate(
     cfg, nw = inputs.config, inputs.network
     check_placement(cfg.source, cfg.campuses, cfg.events, nw)
     policy = policy if policy is not None else DoNothing(nw.n_bus)
-    engine = PowerFlowEngine(nw)
-    schedule_engine = PowerFlowEngine(nw)  # never sees shocks or outages
-    follower = UpstreamFollower(cfg.upstream)
+    loop = Loop(inputs, policy)
     rec = Recorder(inputs, max_steps(cfg), policy.unit_names)
     env = simpy.Environment()
     clock = Clock(env)
-    world = _World(cfg, nw)
     env.process(_ticker(env, clock, cfg))
     for eid, ev in enumerate(cfg.events):
-        env.process(_event_process(env, clock, world, eid, ev))
-
-    campus_bus = np.array([c.bus for c in cfg.campuses], dtype=int)
-    campus_q_per_p = np.array([c.q_per_p for c in cfg.campuses])
-    loads = list(world.loads.values())
+        env.process(_event_process(env, clock, loop.world, eid, ev))
 
     def stepper():
-        setpoints = SetPoints.zeros(nw.n_bus)
-        last_dispatch_s = -math.inf
-        last_vm: np.ndarray | None = None
-        last_import: float | None = None
         t_prev = 0.0
         while True:
             yield clock.alarm
             is_event = clock.take()
-            t = env.now
-            # inject: the event processes have acted at this instant; read what they produced
-            f = float(inputs.profile.at(t))
-            ai_p = np.array([cl.p_mw(t) for cl in loads])
-            demand_p = nw.base_load_p_mw * f
-            demand_q = nw.base_load_q_mvar * f
-            if loads:
-                demand_p = demand_p + np.bincount(campus_bus, ai_p, minlength=nw.n_bus)
-                demand_q = demand_q + np.bincount(
-                    campus_bus, ai_p * campus_q_per_p, minlength=nw.n_bus
-                )
-            sched_p, sched_q = _campus_base(world, campus_bus, campus_q_per_p, nw.n_bus, t)
-            schedule = schedule_engine.solve(
-                nw.base_load_p_mw * f + sched_p, nw.base_load_q_mvar * f + sched_q
-            ).import_mw
-            engine.set_line_status(world.line_in_service)
-            energised = engine.energised
-            # dispatch, if due
-            if is_event or t - last_dispatch_s >= cfg.dispatch.redispatch_s - 1e-9:
-                setpoints = policy.dispatch(
-                    GridState(
-                        t_s=t,
-                        is_event_step=is_event,
-                        demand_p_mw=demand_p,
-                        demand_q_mvar=demand_q,
-                        energised=energised,
-                        line_in_service=world.line_in_service,
-                        ai_load_mw=ai_p,
-                        import_schedule_mw=schedule,
-                        last_vm_pu=last_vm,
-                        last_import_mw=last_import,
-                        upstream_follow_mw=follower.follow_mw,
-                    )
-                )
-                last_dispatch_s = t
-                status, solve_s = setpoints.status, setpoints.solve_s
-            else:
-                status, solve_s = IDLE_STATUS, 0.0
-            # apply set-points (islanded buses get nothing), then solve
-            shed = np.clip(setpoints.shed_mw, 0.0, np.maximum(demand_p, 0.0)) * energised
-            keep = np.divide(demand_p - shed, demand_p, out=np.ones(nw.n_bus), where=demand_p > 0)
-            net_p = (demand_p - shed - setpoints.p_injection_mw) * energised
-            net_q = (demand_q * keep - setpoints.q_injection_mvar) * energised
-            res = engine.solve(net_p, net_q)
-            islanded_mw = float(demand_p[~energised].sum())
-            if res.converged:
-                import_mw = res.import_mw
-                unserved = islanded_mw + float(shed.sum())
-            else:
-                # voltage collapse: the feeder breaker trips; all load is lost, nothing imported
-                import_mw = 0.0
-                unserved = float(demand_p.sum())
-            followed = follower.step(t, import_mw - schedule)
-            rec.record(
-                t=t,
-                is_event=is_event,
-                ai_p=ai_p,
-                demand_mw=float(demand_p.sum()),
-                res=res,
-                import_mw=import_mw,
-                schedule_mw=schedule,
-                imbalance_mw=import_mw - schedule - followed,
-                unserved_mw=unserved,
-                islanded_mw=islanded_mw,
-                shed=shed,
-                injection=setpoints.p_injection_mw,
-                line_in_service=world.line_in_service,
-                energised=energised,
-                dispatch_status=status,
-                dispatch_solve_s=solve_s,
-                units=policy.report(t) if policy.unit_names else None,
-            )
-            last_vm = res.vm_pu if res.converged else None
-            last_import = import_mw
+            rec.record(loop.step(env.now, is_event))
             if progress is not None:
-                progress(t - t_prev)
-                t_prev = t
+                progress(env.now - t_prev)
+                t_prev = env.now
 
     env.process(stepper())
     env.run(until=cfg.horizon_s)
