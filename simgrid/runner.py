@@ -69,6 +69,7 @@ def build_policy(
         forecaster=forecaster,
         backend=backend,
         reference=reference,
+        step_s=cfg.dt_s,
     )
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from simgrid.optimization.builder import INF
 
 DISCOUNT_PER_PERIOD = 0.98
+SOC_DEAD_BAND = 0.05  # of a storage unit's usable energy, around its target
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,7 +34,10 @@ class NetworkData:
     r_coef: np.ndarray  # 2 r / V_base^2 (pu^2 per MW)
     x_coef: np.ndarray  # 2 x / V_base^2 (pu^2 per Mvar)
     s_max_mva: np.ndarray
-    q_per_p: np.ndarray  # reactive share of each bus's load, for shedding
+    q_per_p: np.ndarray  # reactive share of each bus's conventional load, for shedding
+    campus_bus: np.ndarray  # (C,) bus of each AI campus
+    campus_q_per_p: np.ndarray  # (C,) reactive share of each campus's load, for shedding
+    mlf: np.ndarray  # (N,) marginal loss factor: d(losses)/d(injection at the bus)
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +57,7 @@ class UnitData:
     g_p: np.ndarray
     g_pmin: np.ndarray
     g_ramp: np.ndarray  # MW per period
+    g_ramp_per_s: np.ndarray  # MW per second (the plant's ramp limit between steps)
     g_up: np.ndarray  # min up, periods
     g_down: np.ndarray  # min down, periods
     g_start_cost: np.ndarray
@@ -81,8 +86,10 @@ class Window:
     """Everything of one call: forecasts, topology and the bounds that encode unit state."""
 
     dt_h: float
-    demand_p: np.ndarray  # (H, N)
+    demand_p: np.ndarray  # (H, N) everything the buses draw: loads and the network's losses
     demand_q: np.ndarray
+    conv_p: np.ndarray  # (H, N) conventional load that may be shed (at its own Q/P)
+    ai_p: np.ndarray  # (H, C) AI campus load that may be shed (at the campus's Q/P)
     energised: np.ndarray  # (N,)
     line_active: np.ndarray  # (L,)
     schedule: np.ndarray  # (H,)
@@ -94,6 +101,7 @@ class Window:
     v2_max: float
     st_e0: np.ndarray
     g_p0: np.ndarray
+    g_ramp0: np.ndarray  # (G,) how far each generator can move by period 0 (MW)
     g_u0: np.ndarray
     g_u_lb: np.ndarray  # (G, H): forced on (min up, pending start)
     g_u_ub: np.ndarray  # (G, H): forced off (min down)
@@ -110,7 +118,8 @@ class Window:
 class Handles:
     """Column ids of what the dispatcher reads back."""
 
-    shed: np.ndarray  # (H, N)
+    shed: np.ndarray  # (H, N) conventional load shed
+    shed_ai: np.ndarray  # (H, C) campus load shed
     imp: np.ndarray
     follow: np.ndarray
     imb_pos: np.ndarray
@@ -182,7 +191,12 @@ def assemble(b, net: NetworkData, u: UnitData, w: Window, wt: Weights) -> Handle
         b.add_rows([(1.0, p), (sign, q)], lo=-diag, hi=diag)
 
     # ---- demand, shedding, import ------------------------------------------------------------
-    shed = b.add_vars((h, n), 0.0, np.maximum(w.demand_p, 0.0) * live, wt.voll * dt * disc[:, None])
+    # shedding removes conventional or campus load, each at its own Q/P: the plant applies the
+    # very same P and Q
+    voll = wt.voll * dt * disc[:, None]
+    shed = b.add_vars((h, n), 0.0, np.maximum(w.conv_p, 0.0) * live, voll)
+    campus_live = w.energised[net.campus_bus] if len(net.campus_bus) else np.zeros(0, bool)
+    shed_ai = b.add_vars(w.ai_p.shape, 0.0, np.maximum(w.ai_p, 0.0) * campus_live, voll)
     imp = b.add_vars(h, -INF, INF)
     imp_q = b.add_vars(h, -INF, INF)
     follow_lo = np.full(h, -w.band)
@@ -220,11 +234,13 @@ def assemble(b, net: NetworkData, u: UnitData, w: Window, wt: Weights) -> Handle
         lo=e0,
         hi=e0,
     )
+    # restoration pulls the stored energy back within a dead band around its target (a
+    # quiet feeder leaves its storage alone instead of trading cents of drift)
     dev_up = b.add_vars((st, h), 0.0, INF, wt.restoration * dt)
     dev_dn = b.add_vars((st, h), 0.0, INF, wt.restoration * dt)
-    b.add_rows(
-        [(1.0, e), (-1.0, dev_up), (1.0, dev_dn)], lo=u.st_target[:, col], hi=u.st_target[:, col]
-    )
+    band = SOC_DEAD_BAND * (u.st_emax - u.st_emin)[:, col]
+    b.add_rows([(1.0, e), (-1.0, dev_up)], hi=u.st_target[:, col] + band)
+    b.add_rows([(1.0, e), (1.0, dev_dn)], lo=u.st_target[:, col] - band)
 
     # fast generation: commitment u, start s, stop w
     gp = b.add_vars((g, h), 0.0, u.g_p[:, col], u.g_mc[:, col] * dt)
@@ -239,8 +255,11 @@ def assemble(b, net: NetworkData, u: UnitData, w: Window, wt: Weights) -> Handle
     b.add_rows([(1.0, gs), (1.0, gw)], hi=1.0)
     p0 = np.zeros((g, h))
     p0[:, 0] = w.g_p0
-    ramp = u.g_ramp[:, col]
-    b.add_rows([(1.0, gp), (-later, _previous(gp)), (-u.g_p[:, col], gs)], hi=ramp + p0)
+    # period 0 starts now: the unit moves only as far as its ramp allows since the last step;
+    # a start synchronises at p_min and ramps from there
+    ramp = np.repeat(u.g_ramp[:, col], h, axis=1)
+    ramp[:, 0] = w.g_ramp0
+    b.add_rows([(1.0, gp), (-later, _previous(gp)), (-u.g_pmin[:, col], gs)], hi=ramp + p0)
     b.add_rows([(-1.0, gp), (later, _previous(gp)), (-u.g_p[:, col], gw)], hi=ramp - p0)
     # min up / down: a start in the last `up` periods keeps the unit on (history: bounds on u)
     for starts, periods, sign, rhs in ((gs, u.g_up, -1.0, 0.0), (gw, u.g_down, 1.0, 1.0)):
@@ -274,9 +293,10 @@ def assemble(b, net: NetworkData, u: UnitData, w: Window, wt: Weights) -> Handle
     )
 
     # ---- bus balances (LinDistFlow, lossless) ------------------------------------------------
-    _balances(b, net, w, p, q, shed, imp, imp_q, pc, pd, gp, dd, pb, u)
+    _balances(b, net, w, p, q, shed, shed_ai, imp, imp_q, pc, pd, gp, dd, pb, u)
     return Handles(
         shed,
+        shed_ai,
         imp,
         follow,
         imb_pos,
@@ -298,8 +318,14 @@ def assemble(b, net: NetworkData, u: UnitData, w: Window, wt: Weights) -> Handle
     )
 
 
-def _balances(b, net, w, p, q, shed, imp, imp_q, pc, pd, gp, dd, pb, u) -> None:
-    """Per bus and period: inflow - outflow + injections + shed (+ import at the slack) = demand."""
+def _balances(b, net, w, p, q, shed, shed_ai, imp, imp_q, pc, pd, gp, dd, pb, u) -> None:
+    """Per bus and period: inflow - outflow + injections + shed (+ import at the slack) = demand.
+
+    Demand includes the losses measured at a reference point as load at each line's receiving
+    end; how they change with the decisions enters the substation's balance through marginal
+    loss factors: the slack draws sum_b mlf_b (injection_b - injection_b at the reference)
+    more (that constant is in the demand the dispatcher passes).
+    """
     h, n = w.demand_p.shape
     if not b.collects_matrix:  # bounds only: the rows' right-hand sides are all that change
         b.add_rows([(1.0, shed)], lo=w.demand_p, hi=w.demand_p)
@@ -317,11 +343,26 @@ def _balances(b, net, w, p, q, shed, imp, imp_q, pc, pd, gp, dd, pb, u) -> None:
         terms_q.append((coef, np.broadcast_to(q[:, [l_]], (h, n))))
     at_slack = np.zeros((h, n))
     at_slack[:, net.slack] = 1.0
-    terms_p += [(at_slack, np.broadcast_to(imp[:, None], (h, n))), (1.0, shed)]
+    terms_p += [(at_slack, np.broadcast_to(imp[:, None], (h, n)))]
     terms_q += [
         (at_slack, np.broadcast_to(imp_q[:, None], (h, n))),
         (np.broadcast_to(net.q_per_p, (h, n)), shed),
     ]
+
+    def injection(bus: int, cols: np.ndarray, sign: float) -> tuple[np.ndarray, np.ndarray]:
+        """A column (per period) injecting at `bus`, and its marginal losses at the slack."""
+        coef = np.zeros((h, n))
+        coef[:, bus] = sign
+        coef[:, net.slack] -= net.mlf[bus] * sign
+        return coef, np.broadcast_to(cols[:, None], (h, n))
+
+    for bus in range(n):
+        terms_p.append(injection(bus, shed[:, bus], 1.0))
+    for k, bus in enumerate(net.campus_bus):
+        terms_p.append(injection(bus, shed_ai[:, k], 1.0))
+        coef = np.zeros((h, n))
+        coef[:, bus] = net.campus_q_per_p[k]
+        terms_q.append((coef, np.broadcast_to(shed_ai[:, [k]], (h, n))))
     for bus_of, cols, sign in (
         (u.st_bus, pd, 1.0),
         (u.st_bus, pc, -1.0),
@@ -330,8 +371,6 @@ def _balances(b, net, w, p, q, shed, imp, imp_q, pc, pd, gp, dd, pb, u) -> None:
         (u.d_bus, pb, -1.0),
     ):
         for k, bus in enumerate(bus_of):
-            coef = np.zeros((h, n))
-            coef[:, bus] = sign
-            terms_p.append((coef, np.broadcast_to(cols[k][:, None], (h, n))))
+            terms_p.append(injection(bus, cols[k], sign))
     b.add_rows(terms_p, lo=w.demand_p, hi=w.demand_p)
     b.add_rows(terms_q, lo=w.demand_q, hi=w.demand_q)
