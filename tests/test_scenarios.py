@@ -343,7 +343,7 @@ def test_generate_plot_and_run_a_scenario_end_to_end(tmp_path, capsys):
     with xr.open_dataset(out) as run:
         assert run.attrs["scenario_index"] == busiest
         assert float(run["time"][-1]) < 86400 and float(run.attrs["horizon_s"]) == 86400
-        assert list(run["campus"].to_numpy()) == ["dc-east", "dc-west"]
+        assert list(run["campus"].to_numpy()) == ["dc-east", "dc-mid"]
         assert run.sizes["event"] == len(table.events(busiest))
         # the closed loop's AI load equals the materialised curves on the shared grid
         on_grid = run["ai_load_mw"].sel(time=grid[grid < 86400]).to_numpy()
