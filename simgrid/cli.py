@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,8 +19,21 @@ log = logging.getLogger("simgrid")
 EXIT_USAGE = 2
 
 
+# A ScenarioSet holds at most this many scenarios: its event table and features grow linearly
+# (about 1 kB a scenario); beyond, sample and stress-test in several sets.
+MAX_SCENARIOS = 1_000_000
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with simgrid's one-line errors (argparse prints usage and the message)."""
+
+    def error(self, message: str):
+        print(f"simgrid: error: {self.prog}: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="simgrid",
         description=(
             "Co-simulate AI / data-center demand shocks on a power grid: simpy events, AC power "
@@ -28,18 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"simgrid {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="run a config in closed loop and write a NetCDF dataset")
     r.add_argument("config", help="run config (TOML)")
-    r.add_argument("--out", help="output NetCDF file (default: results/<run name>.nc)")
-    r.add_argument("--seed", type=int, help="override run.seed")
-    r.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     r.add_argument(
-        "--scenarios",
-        metavar="FILE",
-        help="take campuses and events from a ScenarioSet instead of the config",
+        "--out", help="output NetCDF file in an existing folder (default: results/<name>.nc)"
     )
-    r.add_argument("--index", type=int, default=0, help="scenario of --scenarios (default 0)")
+    r.add_argument("--seed", type=int, help="override run.seed (an integer >= 0)")
+    r.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    _scenario_flags(r)
     s = sub.add_parser(
         "scenarios",
         help="generate (or plot) a Monte Carlo ScenarioSet",
@@ -49,9 +60,11 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     s.add_argument("spec", nargs="?", help="scenario spec (TOML)")
-    s.add_argument("--n", type=int, help="number of scenarios to draw")
+    s.add_argument("--n", type=int, help=f"number of scenarios to draw (1..{MAX_SCENARIOS:,})")
     s.add_argument("--seed", type=int, default=0, help="seed of the set (default 0)")
-    s.add_argument("--out", required=True, help="output .nc (generate) or folder (--plot)")
+    s.add_argument(
+        "--out", required=True, help="output .nc (generate) or folder (--plot), its parent existing"
+    )
     s.add_argument("--reduce", type=int, metavar="S", help="keep S representative scenarios")
     s.add_argument(
         "--materialise",
@@ -62,18 +75,62 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     v = sub.add_parser("validate", help="check a config (and its network) without running it")
     v.add_argument("config", help="run config (TOML)")
+    _scenario_flags(v)
     return p
 
 
+def _scenario_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scenarios",
+        metavar="FILE",
+        help="take campuses and events from a ScenarioSet instead of the config",
+    )
+    p.add_argument("--index", type=int, help="scenario of --scenarios (default 0)")
+
+
+def _config(args: argparse.Namespace, seed: int | None = None):
+    """The run config of a command, with a scenario of a set if asked."""
+    from simgrid.config import load_config
+    from simgrid.runner import with_scenario
+
+    cfg = load_config(args.config, seed=seed)
+    if args.index is not None and not args.scenarios:
+        raise ConfigError(args.config, "--index", args.index, "needs --scenarios FILE")
+    if args.scenarios:
+        cfg = with_scenario(cfg, args.scenarios, 0 if args.index is None else args.index)
+    return cfg
+
+
 def _check_out(out: Path) -> None:
+    """An output file: .nc, in an existing, writable folder (checked before any work)."""
     if out.suffix.lower() not in (".nc", ".nc4"):
         raise ConfigError("--out", "path", str(out), "must end in .nc")
     if out.is_dir():
-        raise ConfigError("--out", "path", str(out), "is a directory; give a file name")
-    parent = out.parent if str(out.parent) else Path(".")
-    existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise ConfigError("--out", "path", str(out), f"cannot be written under {existing}")
+        raise ConfigError("--out", "path", str(out), "is a folder; give a file name")
+    _check_folder(out, out.parent)
+
+
+def _check_out_dir(out: Path) -> None:
+    """An output folder: created if absent, inside an existing, writable folder."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out", "path", str(out), "exists and is not a folder")
+    _check_folder(out, out if out.is_dir() else out.parent)
+
+
+def _check_folder(out: Path, folder: Path) -> None:
+    folder = folder if str(folder) else Path(".")
+    if not folder.is_dir():
+        raise ConfigError(
+            "--out", "path", str(out), f"the folder {folder} does not exist (create it first)"
+        )
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".simgrid-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(
+            "--out", "path", str(out), f"cannot be written in {folder} ({exc.strerror})"
+        ) from None
 
 
 def _summary(ds) -> str:
@@ -86,10 +143,15 @@ def _summary(ds) -> str:
         ("thermal violation", f"{float(ds.thermal_violation_s):.0f} s"),
         ("collapse steps", f"{int(ds.collapse_steps)}"),
     ]
-    rt = float(ds.restoration_time_s)
-    rows.append(("restoration time", "not restored" if math.isnan(rt) else f"{rt:.0f} s"))
+    rows.append(("restoration time", _fmt("{:.0f} s", ds.restoration_time_s)))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def _fmt(fmt: str, value) -> str:
+    """A metric as printed; NaN restoration means the run ended unrestored."""
+    v = float(value)
+    return "not restored" if math.isnan(v) else fmt.format(v)
 
 
 def _comparison(ds) -> str:
@@ -100,9 +162,11 @@ def _comparison(ds) -> str:
         ("imbalance_energy_mwh", "imbalance energy (MWh)", "{:.4f}"),
         ("peak_imbalance_mw", "peak imbalance (MW)", "{:.4f}"),
         ("voltage_violation_s", "voltage violation (s)", "{:.0f}"),
+        ("thermal_violation_s", "thermal violation (s)", "{:.0f}"),
+        ("collapse_steps", "collapse steps", "{:.0f}"),
         ("restoration_time_s", "restoration time (s)", "{:.0f}"),
     ):
-        rows.append((label, fmt.format(float(ds[f"baseline_{name}"])), fmt.format(float(ds[name]))))
+        rows.append((label, _fmt(fmt, ds[f"baseline_{name}"]), _fmt(fmt, ds[name])))
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
     return "\n".join(f"  {a:<{w0}}  {b:>{w1}}  {c:>12}" for a, b, c in rows)
@@ -111,14 +175,13 @@ def _comparison(ds) -> str:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from simgrid.config import load_config
     from simgrid.ncio import write_dataset
-    from simgrid.runner import prepare, run, with_baseline, with_scenario
+    from simgrid.runner import build_policy, prepare, run, with_baseline
     from simgrid.types import DoNothing
 
-    cfg = load_config(args.config, seed=args.seed)
-    if args.scenarios:
-        cfg = with_scenario(cfg, args.scenarios, args.index)
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError(args.config, "--seed", args.seed, "must be an integer >= 0")
+    cfg = _config(args, seed=args.seed)
     out = Path(args.out) if args.out else Path("results") / f"{cfg.name}.nc"
     _check_out(out)
     t0 = time.perf_counter()
@@ -129,6 +192,7 @@ def _run(args: argparse.Namespace) -> int:
         inputs.network.scale,
         time.perf_counter() - t0,
     )
+    policy = build_policy(cfg, inputs)  # catalogue and allocation checked before any work
     for w in _network_report(cfg, inputs)[1]:
         print(f"simgrid: warning: {w}", file=sys.stderr)
     show = not args.no_progress and sys.stderr.isatty()
@@ -141,7 +205,7 @@ def _run(args: argparse.Namespace) -> int:
         desc=cfg.name,
         leave=False,
     ) as bar:
-        ds = run(cfg, inputs=inputs, progress=bar.update)
+        ds = run(cfg, inputs=inputs, policy=policy, progress=bar.update)
     if cfg.dispatch.policy != "none":
         baseline = run(cfg, inputs=inputs, policy=DoNothing(inputs.network.n_bus))
         ds = with_baseline(ds, baseline)
@@ -157,15 +221,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from simgrid.config import load_config
-    from simgrid.runner import prepare
+    from simgrid.runner import check_units, prepare
 
-    cfg = load_config(args.config)
+    cfg = _config(args)
     inputs = prepare(cfg)
+    units = check_units(cfg, inputs)
     nw = inputs.network
     print(
         f"simgrid: {args.config}: ok ({nw.name}, {_count(nw.n_bus, 'bus')}, "
-        f"{_count(len(cfg.campuses), 'campus')}, {_count(len(cfg.events), 'event')})"
+        f"{_count(len(cfg.campuses), 'campus')}, {_count(len(cfg.events), 'event')}, "
+        f"{_count(len(units), 'flexible unit')})"
     )
     text, warnings = _network_report(cfg, inputs)
     print(text)
@@ -215,8 +280,7 @@ def _scenarios(args: argparse.Namespace) -> int:
     if args.plot:
         from simgrid.report import plot_scenarios
 
-        if not Path(args.plot).is_file():
-            raise ConfigError("--plot", "FILE", args.plot, "file not found")
+        _check_out_dir(Path(args.out))
         for png in plot_scenarios(args.plot, args.out):
             print(f"simgrid: wrote {png}")
         return 0
@@ -226,8 +290,8 @@ def _scenarios(args: argparse.Namespace) -> int:
 
     if args.spec is None:
         raise ConfigError("scenarios", "SPEC", None, "give a spec file (or --plot FILE)")
-    if args.n is None or args.n < 1:
-        raise ConfigError("scenarios", "--n", args.n, "must be an integer >= 1")
+    if args.n is None or not 1 <= args.n <= MAX_SCENARIOS:
+        raise ConfigError("scenarios", "--n", args.n, f"must be an integer in 1..{MAX_SCENARIOS:,}")
     if args.seed < 0:
         raise ConfigError("scenarios", "--seed", args.seed, "must be an integer >= 0")
     if args.reduce is not None and not 1 <= args.reduce <= args.n:
@@ -256,7 +320,10 @@ def _scenarios(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # a usage error (one line, see _Parser), --help or --version
+        return int(exc.code or 0)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

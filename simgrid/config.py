@@ -10,6 +10,7 @@ import difflib
 import enum
 import hashlib
 import math
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,10 @@ from simgrid.errors import ConfigError
 from simgrid.types import AI_EVENT_KINDS, Campus, Event, EventKind
 
 BUILTIN_CASES = ("case33bw",)
+# A run's power-flow steps (horizon_s / dt_s): two years at one minute. Beyond, memory and time
+# grow without bound; a longer study splits its horizon or uses a coarser step.
+MAX_STEPS = 1_100_000
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 LOAD_PROFILES = ("flat", "diurnal")
 
 
@@ -151,6 +156,9 @@ class ScenarioRef:
     source_index: int
     seed: int
     spec_sha256: str
+    network_name: str = ""  # the network the set was generated on (checked against the run's)
+    network_scale: float = 1.0
+    network_n_bus: int = 0
 
 
 @dataclass(frozen=True)
@@ -289,9 +297,13 @@ def read_toml(path: str | Path) -> tuple[dict[str, Any], str, str]:
     path = Path(path)
     source = str(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise ConfigError(source, "<file>", source, f"cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            source, "<file>", source, f"is not UTF-8 text (byte {exc.start}): a TOML file is"
+        ) from None
     try:
         return tomllib.loads(text), text, source
     except tomllib.TOMLDecodeError as exc:
@@ -316,8 +328,11 @@ def parse_config(
     root = Table(data, "", source)
     run = root.table("run")
     name = run.string("name", "run")
+    if not RUN_NAME.fullmatch(name):
+        raise run.fail("name", "must be a plain file name: letters, digits, '_', '-', '.', no path")
     horizon_s = run.number("horizon_s", 86400.0, lo=0, lo_open=True)
     dt_s = run.number("dt_s", 60.0, lo=0, lo_open=True, hi=horizon_s)
+    check_steps(run, horizon_s, dt_s)
     file_seed = run.integer("seed", 0, lo=0)
     run.done()
 
@@ -360,6 +375,17 @@ def parse_config(
         source=source,
         text=text,
     )
+
+
+def check_steps(t: Table, horizon_s: float, dt_s: float) -> None:
+    """Bound the number of steps of a horizon (see MAX_STEPS)."""
+    steps = horizon_s / dt_s
+    if steps > MAX_STEPS:
+        raise t.fail(
+            "dt_s",
+            f"gives {steps:.3g} steps over horizon_s = {horizon_s:g}: at most {MAX_STEPS:,} "
+            "(e.g. two years at 60 s); use a coarser dt_s or a shorter horizon",
+        )
 
 
 def parse_network(t: Table, base_dir: Path) -> NetworkConfig:
@@ -420,7 +446,7 @@ def parse_dispatch(t: Table, allocation: list[Table], base_dir: Path) -> Dispatc
     entries = []
     for a in allocation:
         entries.append(
-            AllocationEntry(a.string("module"), a.integer("bus", lo=0), a.integer("count", lo=0))
+            AllocationEntry(a.string("module"), a.integer("bus", lo=0), a.integer("count", lo=1))
         )
         a.done()
     cfg = DispatchConfig(
@@ -454,6 +480,11 @@ def parse_dispatch(t: Table, allocation: list[Table], base_dir: Path) -> Dispatc
             )
     if cfg.allocation and cfg.allocation_file is not None:
         raise t.fail("allocation_file", "give [[allocation]] tables or a file, not both")
+    if cfg.policy == "none" and (cfg.allocation or cfg.allocation_file is not None):
+        raise t.fail(
+            "policy",
+            "'none' runs without flexible resources: an allocation needs policy = 'milp'",
+        )
     t.done()
     return cfg
 

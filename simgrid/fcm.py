@@ -8,6 +8,7 @@ act as one aggregated unit (ratings x count; generators commit together).
 from __future__ import annotations
 
 import enum
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -18,6 +19,7 @@ import xarray as xr
 
 from simgrid.config import AllocationEntry, Table, read_toml
 from simgrid.errors import ConfigError
+from simgrid.ncio import DatasetKind, read_dataset
 
 
 class UnitType(enum.StrEnum):
@@ -98,6 +100,11 @@ class Catalogue:
     modules: tuple[Module, ...]
     suppliers: tuple[Supplier, ...]
     source: str
+    text: str = ""  # the TOML as read (recorded with every run that dispatches from it)
+
+    @property
+    def text_sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
 
     def module(self, name: str) -> Module:
         return next(m for m in self.modules if m.name == name)
@@ -188,7 +195,7 @@ def _module(t: Table) -> Module:
 
 
 def load_catalogue(path: str | Path) -> Catalogue:
-    data, _, source = read_toml(path)
+    data, text, source = read_toml(path)
     root = Table(data, "", source)
     modules = tuple(_module(t) for t in root.tables("module"))
     names = [m.name for m in modules]
@@ -211,7 +218,7 @@ def load_catalogue(path: str | Path) -> Catalogue:
         )
         t.done()
     root.done()
-    return Catalogue(modules, tuple(suppliers), source)
+    return Catalogue(modules, tuple(suppliers), source, text)
 
 
 def build_units(
@@ -260,14 +267,47 @@ def allocation_dataset(entries: Sequence[AllocationEntry]) -> xr.Dataset:
                 {"units": "1", "long_name": "modules placed"},
             ),
         },
-        attrs={"title": "simgrid FCM allocation"},
+        attrs={"title": "simgrid FCM allocation", "simgrid_kind": DatasetKind.ALLOCATION.value},
     )
 
 
-def allocation_entries(ds: xr.Dataset) -> tuple[AllocationEntry, ...]:
+def allocation_entries(
+    ds: xr.Dataset, source: str = "<allocation>", key: str = "dispatch.allocation_file"
+) -> tuple[AllocationEntry, ...]:
+    """The entries of an allocation dataset, checked: at least one, counts whole and >= 1."""
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(source, key, str(ds.encoding.get("source", source)), why)
+
+    for name in ("module", "bus", "count"):
+        if ds[name].dims != ("unit",):
+            raise bad(f"variable {name} must lie along the dimension unit")
+    if ds.sizes["unit"] == 0:
+        raise bad("holds no unit: an empty allocation would silently run as do-nothing")
+    counts, buses = ds["count"].to_numpy(), ds["bus"].to_numpy()
+    for name, values in (("count", counts), ("bus", buses)):
+        if values.dtype.kind not in "iuf" or not np.all(np.isfinite(values)):
+            raise bad(f"{name} must hold finite numbers")
+        if np.any(values != np.round(values)):
+            raise bad(f"{name} must hold whole numbers")
+    if np.any(counts < 1):
+        raise bad(f"count must be >= 1 for every unit (found {int(counts.min())})")
+    if np.any(buses < 0):
+        raise bad(f"bus must be a bus index >= 0 (found {int(buses.min())})")
     return tuple(
         AllocationEntry(str(m), int(b), int(c))
-        for m, b, c in zip(
-            ds["module"].to_numpy(), ds["bus"].to_numpy(), ds["count"].to_numpy(), strict=True
-        )
+        for m, b, c in zip(ds["module"].to_numpy(), buses, counts, strict=True)
     )
+
+
+def read_allocation(path: Path, source: str) -> tuple[AllocationEntry, ...]:
+    """An allocation NetCDF (Stage-I's output, or `allocation_dataset`) as checked entries."""
+    ds = read_dataset(
+        path,
+        DatasetKind.ALLOCATION,
+        source=source,
+        key="dispatch.allocation_file",
+        required=("module", "bus", "count"),
+    )
+    ds.encoding["source"] = str(path)
+    return allocation_entries(ds, source)

@@ -187,6 +187,13 @@ _TRAPEZOID_UNITS = {
     "recovery_rate_mw_per_h": "MW/h",
     "area_mwh": "MWh",
 }
+_TRAPEZOID_NAMES = {
+    "degradation_rate_mw_per_h": "degradation rate (Phi): depth over the time to reach it",
+    "depth_mw": "depth (Lambda): the largest deficit",
+    "degraded_duration_h": "degraded duration (E): time at depth",
+    "recovery_rate_mw_per_h": "recovery rate (Pi): deficit recovered per hour",
+    "area_mwh": "area: energy of the deficit",
+}
 _CURVES = {"served": "served-load", "tracking": "import-tracking"}
 
 
@@ -244,7 +251,8 @@ def event_metrics(ds: xr.Dataset) -> xr.Dataset:
         for n, units in _TRAPEZOID_UNITS.items():
             attrs[f"{curve}_{n}"] = {
                 "units": units,
-                "long_name": f"Panteli trapezoid on the {label} curve: {n.replace('_', ' ')}",
+                "long_name": f"resilience trapezoid of the {label} curve, {_TRAPEZOID_NAMES[n]}",
+                "comment": "Panteli et al. 2017; NaN: the phase did not happen in the window",
             }
     out = {
         f"event_{name}": xr.Variable(("event",), np.array(values, dtype=float), attrs[name])
@@ -266,7 +274,12 @@ SCALARS = {
     "restoration_time_s": (
         restoration_time_s,
         "s",
-        "first onset until everything stays within tolerance (NaN: never)",
+        "first onset until everything stays within tolerance (NaN: not restored)",
+    ),
+    "restored": (
+        lambda ds: int(not math.isnan(restoration_time_s(ds))),
+        "1",
+        "1: everything was back within tolerance before the run ended; 0: not restored",
     ),
 }
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import enum
+import glob
 import importlib.metadata
 import os
-import tempfile
-from collections.abc import Callable
+import secrets
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import xarray as xr
 
 from simgrid import __version__
+from simgrid.errors import ConfigError
 
 _VERSIONED = (
     "pandapower",
@@ -34,24 +40,88 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def atomic_path(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp)` on a temporary file beside `path`, then rename it into place.
+class Interrupt:
+    """SIGINT recorded instead of raised while a file is written (see `atomic_path`).
 
-    A crash or an error leaves neither a half-written target nor the temporary file.
+    A KeyboardInterrupt raised inside netCDF4/HDF5 or xarray's file locks can leave a lock
+    held and hang the process at close; deferring it to `check()` points (between chunks) and
+    to the end of the write keeps the library calls whole.
+    """
+
+    def __init__(self) -> None:
+        self.hit = False
+
+    def check(self) -> None:
+        """Give up the write now if an interrupt arrived."""
+        if self.hit:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[Interrupt]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signals reach only the main thread (e.g. dask workers)
+            return
+
+        def record(signum, frame) -> None:
+            self.hit = True
+
+        previous = signal.signal(signal.SIGINT, record)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _temporary(path: Path) -> Path:
+    """A hidden temporary name beside `path` that carries the writer's process id."""
+    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove temporary files of writes to `path` whose process is gone (killed mid-write)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        parts = tmp.name[len(path.name) + 2 : -len(".tmp")].split(".")
+        pid = int(parts[0]) if len(parts) == 2 and parts[0].isdigit() else None
+        if pid is None or not _alive(pid):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def atomic_path(path: str | Path, write: Callable[[Path, Interrupt], None]) -> Path:
+    """Call `write(tmp, interrupt)` on a temporary file beside `path`, then rename it into place.
+
+    The one interrupt-safe writer of simgrid: an error or a Ctrl-C (SIGINT is deferred to
+    `interrupt.check()` calls and the end of the write) leaves neither a half-written target
+    nor the temporary file, and raises (KeyboardInterrupt for SIGINT). A process killed outright
+    may leave its temporary file; the next write to the same path removes it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        umask = os.umask(0)  # mkstemp makes the file private; give it the usual permissions
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    remove_stale_temporaries(path)
+    tmp = _temporary(path)
+    interrupt = Interrupt()
+    with interrupt.deferred():
+        try:
+            write(tmp, interrupt)
+            interrupt.check()
+            umask = os.umask(0)
+            os.umask(umask)
+            if tmp.exists():
+                os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     return path
 
 
@@ -60,4 +130,69 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
     encoding = {
         name: {"zlib": True, "complevel": 1} for name, var in ds.data_vars.items() if var.ndim >= 2
     }
-    return atomic_path(path, lambda tmp: ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding))
+    return atomic_path(path, lambda tmp, _: ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding))
+
+
+class DatasetKind(enum.StrEnum):
+    """What a simgrid NetCDF file holds (its `simgrid_kind` attribute)."""
+
+    RUN = "run"
+    SCENARIO_SET = "scenario_set"
+    ALLOCATION = "allocation"
+
+    @property
+    def label(self) -> str:
+        return {"run": "run dataset", "scenario_set": "ScenarioSet", "allocation": "allocation"}[
+            self.value
+        ]
+
+
+_TITLES = {
+    "simgrid run": DatasetKind.RUN,
+    "simgrid ScenarioSet": DatasetKind.SCENARIO_SET,
+    "simgrid FCM allocation": DatasetKind.ALLOCATION,
+}
+
+
+def kind_of(ds: xr.Dataset) -> DatasetKind | None:
+    """The kind a dataset declares (or, for files written before the attribute, its title)."""
+    declared = ds.attrs.get("simgrid_kind")
+    if declared in DatasetKind._value2member_map_:
+        return DatasetKind(declared)
+    title = str(ds.attrs.get("title", ""))
+    return next((k for prefix, k in _TITLES.items() if title.startswith(prefix)), None)
+
+
+def read_dataset(
+    path: str | Path,
+    kind: DatasetKind,
+    *,
+    source: str,
+    key: str,
+    required: tuple[str, ...] = (),
+    drop: tuple[str, ...] = (),
+) -> xr.Dataset:
+    """The one guarded NetCDF reader: a file of the expected kind with its required variables,
+    loaded into memory (without `drop`), or a ConfigError naming the file and what is wrong."""
+    path = Path(path)
+    value = str(path)
+    if not path.is_file():
+        raise ConfigError(source, key, value, "file not found")
+    try:
+        with xr.open_dataset(path, drop_variables=list(drop)) as ds:
+            ds = ds.load()
+    except Exception as exc:  # netCDF4/HDF5/xarray fail in many ways on a foreign file
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(
+            source, key, value, f"cannot be read as NetCDF ({type(exc).__name__}: {why})"
+        ) from None
+    found = kind_of(ds)
+    if found is not kind:
+        what = f"a simgrid {found.label}" if found else "not written by simgrid"
+        raise ConfigError(source, key, value, f"must be a simgrid {kind.label}; it is {what}")
+    missing = [name for name in required if name not in ds.variables]
+    if missing:
+        raise ConfigError(
+            source, key, value, f"is a {kind.label} without {', '.join(missing)}: damaged?"
+        )
+    return ds

@@ -166,7 +166,7 @@ def build_network(cfg: NetworkConfig, source: str = "<config>") -> Network:
 
     _solve_base_case(net, cfg, name, source)
     # Lines with no rating get margin x max(base-case current, median line current)
-    # (REFERENCE: case33bw has none).
+    # (case33bw has none: every line carries 99999 kA).
     unrated = (net.line.max_i_ka >= _NO_RATING_KA).to_numpy()
     if unrated.any():
         i_base = net.res_line[["i_from_ka", "i_to_ka"]].max(axis=1).fillna(0).to_numpy()

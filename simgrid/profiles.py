@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,20 +71,37 @@ def diurnal() -> LoadProfile:
 def from_csv(
     path: Path, source: str = "<config>", key: str = "network.load_profile"
 ) -> LoadProfile:
-    """Read `t_s,factor` rows (a header line is allowed); linear in between, held at the ends."""
+    """Read `t_s,factor` rows (a header line is allowed); linear in between, held at the ends.
+
+    Every value must be a finite number, times strictly increasing, factors >= 0.
+    """
+
+    def bad(allowed: str) -> ConfigError:
+        return ConfigError(source, key, str(path), allowed)
+
     try:
-        rows = np.genfromtxt(path, delimiter=",", skip_header=0, dtype=float)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(source, key, str(path), f"cannot be read as CSV ({exc})") from None
+        text = path.read_bytes().decode("utf-8")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy warns on empty input; judged below
+            rows = np.genfromtxt(io.StringIO(text), delimiter=",", dtype=float)
+    except OSError as exc:
+        raise bad(f"cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise bad("is not UTF-8 text: a CSV file t_s,factor is") from None
+    except ValueError as exc:
+        raise bad(f"cannot be read as CSV ({exc})") from None
     rows = np.atleast_2d(rows)
-    rows = rows[~np.isnan(rows).all(axis=1)] if rows.size else rows
+    rows = rows[~np.isnan(rows).all(axis=1)] if rows.size else rows  # a header line
     if rows.ndim != 2 or rows.shape[1] != 2 or len(rows) == 0 or np.isnan(rows).any():
-        raise ConfigError(source, key, str(path), "must hold two numeric columns t_s,factor")
+        raise bad("must hold two numeric columns t_s,factor")
+    if not np.isfinite(rows).all():
+        row = rows[np.flatnonzero(~np.isfinite(rows).all(axis=1))[0]]
+        raise bad(f"holds the row {row.tolist()}: every value must be a finite number")
     t, f = rows[:, 0], rows[:, 1]
     if np.any(np.diff(t) <= 0):
-        raise ConfigError(source, key, str(path), "t_s must increase strictly")
+        raise bad("t_s must increase strictly")
     if np.any(f < 0):
-        raise ConfigError(source, key, str(path), "factors must be >= 0")
+        raise bad("factors must be >= 0")
     return LoadProfile(t, f)
 
 

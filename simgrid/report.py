@@ -8,6 +8,7 @@ import numpy as np
 import xarray as xr
 
 from simgrid.aiload import campus_loads_mw
+from simgrid.ncio import DatasetKind, read_dataset
 from simgrid.profiles import campus_profile
 from simgrid.scenarios.scenarioset import EventTable, set_campuses
 
@@ -30,10 +31,15 @@ def plot_scenarios(path: str | Path, out_dir: str | Path, n_samples: int = 6) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    ds = read_dataset(
+        path,
+        DatasetKind.SCENARIO_SET,
+        source=str(path),
+        key="--plot",
+        required=("event_kind", "n_events", "probability", "source_index", "campus_p_nom_mw"),
+    )
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with xr.open_dataset(path) as ds:
-        ds = ds.load()
+    out_dir.mkdir(exist_ok=True)
     name = ds.attrs.get("spec_name", Path(path).stem)
     campuses = ds["campus"].to_numpy().astype(str)
     busy = np.argsort(-ds["n_events"].to_numpy(), kind="stable")[:n_samples]
@@ -92,25 +98,30 @@ def plot_scenarios(path: str | Path, out_dir: str | Path, n_samples: int = 6) ->
             ("ramp_up", "surge", "trip", "oscillation", "line_outage"),
         ),
     ]
+    # a reduced set's scenarios stand for their clusters: weight by probability (expected
+    # events per scenario, or the probability of a count)
+    prob = ds["probability"].to_numpy()
+    weight = np.broadcast_to(prob[:, None], ds["event_kind"].shape).ravel()
     for ax, values, label, kinds in panels:
         for k in kinds:
-            v = values[(kind == k) & np.isfinite(values)]
-            if v.size:
+            keep = (kind == k) & np.isfinite(values)
+            if keep.any():
                 ax.hist(
-                    v,
+                    values[keep],
                     bins=40,
+                    weights=weight[keep],
                     histtype="step",
                     lw=1.2,
-                    label=f"{k} ({v.size})",
+                    label=f"{k} ({weight[keep].sum():.2f} per scenario)",
                     log=(label.startswith("ramp")),
                 )
         ax.set_xlabel(label)
-        ax.set_ylabel("events")
+        ax.set_ylabel("expected events per scenario")
         ax.legend(fontsize=7)
     counts = ds["n_events"].to_numpy()
-    axes[1, 1].hist(counts, bins=np.arange(counts.max() + 2) - 0.5, rwidth=0.8)
+    axes[1, 1].hist(counts, bins=np.arange(counts.max() + 2) - 0.5, weights=prob, rwidth=0.8)
     axes[1, 1].set_xlabel("events per scenario")
-    axes[1, 1].set_ylabel("scenarios")
+    axes[1, 1].set_ylabel("probability")
     fig.suptitle(
         f"{name}: {ds.sizes['scenario']} scenarios, seed {ds.attrs.get('seed')}, "
         f"reduction: {ds.attrs.get('reduction', 'none')}",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -12,7 +14,7 @@ from simgrid.config import RunConfig, ScenarioRef
 from simgrid.cosim import SimulationInputs, simulate
 from simgrid.errors import ConfigError
 from simgrid.metrics import with_metrics
-from simgrid.ncio import package_versions
+from simgrid.ncio import DatasetKind, package_versions, read_dataset
 from simgrid.network import Network, build_network, check_placement
 from simgrid.profiles import campus_profile, load_profile
 from simgrid.types import DispatchPolicy
@@ -21,9 +23,35 @@ from simgrid.types import DispatchPolicy
 def prepare(cfg: RunConfig) -> SimulationInputs:
     """Build everything a run needs from its config (validates placements too)."""
     network = build_network(cfg.network, cfg.source)
+    check_scenario_network(cfg, network)
     check_placement(cfg.source, cfg.campuses, cfg.events, network)
     profile = load_profile(cfg.network.load_profile, cfg.network.load_profile_file, cfg.source)
-    return SimulationInputs(cfg, network, profile)
+    campus_profiles = tuple(campus_profile(c, cfg.source) for c in cfg.campuses)
+    return SimulationInputs(cfg, network, profile, campus_profiles)
+
+
+def check_units(cfg: RunConfig, inputs: SimulationInputs) -> tuple:
+    """What `run` would dispatch, checked without simulating: the catalogue (if named) and the
+    allocation's units (none without a dispatcher)."""
+    from simgrid.fcm import load_catalogue
+
+    if cfg.dispatch.policy == "none":
+        if cfg.dispatch.catalogue is not None:
+            load_catalogue(cfg.dispatch.catalogue)
+        return ()
+    return allocated_units(cfg, inputs)
+
+
+def allocated_units(cfg: RunConfig, inputs: SimulationInputs):
+    """The config's catalogue and allocation as aggregated units (checked against the network)."""
+    from simgrid.fcm import build_units, load_catalogue, read_allocation
+
+    dc = cfg.dispatch
+    catalogue = load_catalogue(dc.catalogue)
+    entries = dc.allocation
+    if dc.allocation_file is not None:
+        entries = read_allocation(dc.allocation_file, cfg.source)
+    return build_units(catalogue, entries, inputs.network.n_bus, cfg.source)
 
 
 def build_policy(
@@ -38,16 +66,10 @@ def build_policy(
     if cfg.dispatch.policy == "none":
         return None
     from simgrid.aiload import campus_loads_mw
-    from simgrid.fcm import allocation_entries, build_units, load_catalogue
     from simgrid.optimization.dispatcher import RollingDispatcher
 
     dc = cfg.dispatch
-    catalogue = load_catalogue(dc.catalogue)
-    entries = dc.allocation
-    if dc.allocation_file is not None:
-        with xr.open_dataset(dc.allocation_file) as ds:
-            entries = allocation_entries(ds)
-    units = build_units(catalogue, entries, inputs.network.n_bus, cfg.source)
+    units = allocated_units(cfg, inputs)
     forecaster = None
     if (forecast or dc.forecast) == "perfect":
         profiles = [campus_profile(c, cfg.source) for c in cfg.campuses]
@@ -78,6 +100,8 @@ COMPARED = (
     "imbalance_energy_mwh",
     "peak_imbalance_mw",
     "voltage_violation_s",
+    "thermal_violation_s",
+    "collapse_steps",
     "restoration_time_s",
 )
 
@@ -96,6 +120,7 @@ def run_attrs(cfg: RunConfig, network: Network, policy_name: str) -> dict[str, o
     """Global attributes: what produced this dataset, enough to reproduce it."""
     attrs: dict[str, object] = {
         "title": f"simgrid run {cfg.name}",
+        "simgrid_kind": "run",
         "run_name": cfg.name,
         "config_source": cfg.source,
         "config_sha256": cfg.text_sha256,
@@ -115,10 +140,33 @@ def run_attrs(cfg: RunConfig, network: Network, policy_name: str) -> dict[str, o
         "load_profile": cfg.network.load_profile,
     }
     attrs.update(asdict(cfg.metrics))
+    attrs.update({f"protection_{k}": str(v) for k, v in asdict(cfg.protection).items()})
+    attrs.update(_dispatch_attrs(cfg))
     if cfg.scenario is not None:
         attrs.update({f"scenario_{k}": v for k, v in asdict(cfg.scenario).items()})
     attrs.update({f"version_{k}": v for k, v in package_versions().items()})
     return attrs
+
+
+def _dispatch_attrs(cfg: RunConfig) -> dict[str, object]:
+    """The catalogue's content and hash and where the allocation came from: with the config,
+    enough to reproduce the dispatched run."""
+    from simgrid.fcm import load_catalogue
+
+    dc = cfg.dispatch
+    if dc.policy == "none" or dc.catalogue is None:
+        return {}
+    cat = load_catalogue(dc.catalogue)
+    source = str(dc.allocation_file) if dc.allocation_file else "config [[allocation]]"
+    out: dict[str, object] = {
+        "catalogue_source": cat.source,
+        "catalogue_sha256": cat.text_sha256,
+        "catalogue_toml": cat.text,
+        "allocation_source": source,
+    }
+    if dc.allocation_file is not None:
+        out["allocation_sha256"] = hashlib.sha256(Path(dc.allocation_file).read_bytes()).hexdigest()
+    return out
 
 
 def run(
@@ -141,18 +189,31 @@ def run(
     return with_metrics(ds)
 
 
+SET_VARIABLES = (
+    "event_kind",
+    "event_campus",
+    "event_line",
+    "event_start_s",
+    "n_events",
+    "source_index",
+    "campus_bus",
+    "campus_p_nom_mw",
+)
+
+
 def with_scenario(cfg: RunConfig, set_path: str | Path, index: int) -> RunConfig:
     """The config with campuses, events and horizon taken from scenario `index` of a set."""
     from simgrid.scenarios.scenarioset import scenario_events, set_campuses
 
     source = str(set_path)
-    try:
-        with xr.open_dataset(set_path) as ds:
-            ds = ds.drop_vars(["ai_load_mw", "distance"], errors="ignore").load()
-    except (OSError, ValueError) as exc:
-        raise ConfigError(source, "--scenarios", source, f"cannot be read ({exc})") from None
-    if "event_kind" not in ds or "horizon_s" not in ds.attrs:
-        raise ConfigError(source, "--scenarios", source, "is not a simgrid ScenarioSet")
+    ds = read_dataset(
+        set_path,
+        DatasetKind.SCENARIO_SET,
+        source=cfg.source,
+        key="--scenarios",
+        required=SET_VARIABLES,
+        drop=("ai_load_mw", "distance"),
+    )
     n = ds.sizes["scenario"]
     if not 0 <= index < n:
         raise ConfigError(source, "--index", index, f"must be a scenario of the set (0..{n - 1})")
@@ -172,5 +233,30 @@ def with_scenario(cfg: RunConfig, set_path: str | Path, index: int) -> RunConfig
             int(ds["source_index"][index]),
             int(ds.attrs["seed"]),
             str(ds.attrs.get("spec_sha256", "")),
+            str(ds.attrs.get("network_name", "")),
+            float(ds.attrs.get("network_scale", math.nan)),
+            int(ds.attrs.get("network_n_bus", -1)),
         ),
     )
+
+
+def check_scenario_network(cfg: RunConfig, network: Network) -> None:
+    """A scenario set runs only on the network (and scale) it was generated on."""
+    ref = cfg.scenario
+    if ref is None:
+        return
+    same = (
+        ref.network_name == network.name
+        and ref.network_n_bus == network.n_bus
+        and math.isclose(ref.network_scale, network.scale, rel_tol=1e-9)
+    )
+    if not same:
+        raise ConfigError(
+            ref.file,
+            "--scenarios",
+            ref.file,
+            f"was generated on {ref.network_name or 'an unrecorded network'} "
+            f"({ref.network_n_bus} buses, loads x {ref.network_scale:.6g}); the config's network "
+            f"is {network.name} ({network.n_bus} buses, loads x {network.scale:.6g}): a set runs "
+            "on the network and scale of its spec",
+        )

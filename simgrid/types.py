@@ -12,7 +12,7 @@ import numpy as np
 
 
 class EventKind(enum.StrEnum):
-    """Disturbances the co-simulation can inject (DESIGN, shock table)."""
+    """Disturbances the co-simulation can inject (see the README's shock kinds)."""
 
     RAMP_UP = "ramp_up"
     SURGE = "surge"

@@ -179,7 +179,7 @@ def test_output_file_gets_the_usual_permissions(tmp_path):
 
     from simgrid.ncio import atomic_path
 
-    out = atomic_path(tmp_path / "x.nc", lambda tmp: tmp.write_bytes(b"data"))
+    out = atomic_path(tmp_path / "x.nc", lambda tmp, _: tmp.write_bytes(b"data"))
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask

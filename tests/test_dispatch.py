@@ -399,3 +399,52 @@ ramp_s = 600
     )
     np.testing.assert_allclose(policy.forecaster(times), expected)
     assert expected[-1, 0] == pytest.approx(0.6 + 0.5)
+
+
+def _ramp_between_calls(tmp_path, realtime: str):
+    """A campus ramping +0.8 MW over 20 minutes while the MILP runs every 5 minutes; the
+    upstream grid follows nothing, so every MW the units miss is imbalance."""
+    from simgrid.runner import run
+
+    cfg = config_from_toml(
+        MINIMAL.replace("band_mw = 0.1", "band_mw = 0.0")
+        + f"""
+[dispatch]
+policy = "milp"
+catalogue = "{REPO / "configs" / "fcm_catalogue.toml"}"
+realtime = "{realtime}"
+[[allocation]]
+module = "bess-0.5"
+bus = 2
+count = 2
+[[campus]]
+name = "dc"
+bus = 2
+p_nom_mw = 2.0
+base_utilisation = 0.2
+[[event]]
+kind = "ramp_up"
+campus = "dc"
+start_s = 600
+magnitude_mw = 0.8
+ramp_s = 1200
+duration_s = 600
+""",
+        tmp_path,
+    )
+    return run(cfg)
+
+
+def test_a_ramp_between_calls_is_absorbed_by_headroom(tmp_path):
+    follow = _ramp_between_calls(tmp_path, "follow")
+    hold = _ramp_between_calls(tmp_path, "hold")
+    ramp = (follow["time"] > 600) & (follow["time"] < 1800)
+    between = ramp & (follow["dispatch_status"] == 4)
+    bess = follow["fcm_p_mw"].sum("unit")
+    # between calls the batteries move with the ramp (their set-points are not held) ...
+    assert float(np.abs(bess.diff("time")).where(between[1:], 0.0).max()) > 0.02
+    # ... and absorb it within their 1 MW headroom: no imbalance, where holding leaves some
+    assert float(np.abs(follow["imbalance_mw"]).where(ramp, 0.0).max()) < 1e-3
+    assert float(np.abs(hold["imbalance_mw"]).where(ramp, 0.0).max()) > 0.1
+    assert float(follow["imbalance_energy_mwh"]) < 0.2 * float(hold["imbalance_energy_mwh"])
+    assert float(np.abs(bess).max()) <= 1.0 + 1e-9

@@ -10,7 +10,7 @@ PKG = Path(__file__).resolve().parents[1] / "simgrid"
 # A module may import simgrid modules of a strictly lower rank (or its own subpackage).
 RANK = {
     "errors": 0,
-    "ncio": 0,
+    "ncio": 1,
     "types": 0,
     "config": 1,
     "matpower": 1,

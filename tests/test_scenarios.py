@@ -316,6 +316,13 @@ def test_generate_plot_and_run_a_scenario_end_to_end(tmp_path, capsys):
     for png in ("sample_loads.png", "distributions.png"):
         assert (tmp_path / "plots" / png).stat().st_size > 10_000
     with xr.open_dataset(sset) as ds:
+        undescribed = [
+            n
+            for n, v in ds.data_vars.items()
+            if not (v.attrs.get("units") and v.attrs.get("long_name"))
+        ] + [n for n, c in ds.coords.items() if not c.attrs.get("long_name")]
+        assert undescribed == []
+        assert ds.attrs["simgrid_kind"] == "scenario_set" and ds.attrs["network_name"] == "case33bw"
         busiest = int(ds["n_events"].argmax())
         table = EventTable.of(ds)
         curves = ds["ai_load_mw"].to_numpy()[busiest].sum(axis=1)

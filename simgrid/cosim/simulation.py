@@ -44,6 +44,7 @@ class SimulationInputs:
     config: RunConfig
     network: Network
     profile: LoadProfile
+    campus_profiles: tuple[LoadProfile, ...] = ()  # one per campus (read from the config if empty)
 
 
 def max_steps(cfg: RunConfig) -> int:
@@ -108,8 +109,10 @@ class UpstreamFollower:
 class _World:
     """Live state that event processes change and the stepper reads."""
 
-    def __init__(self, cfg: RunConfig, network: Network) -> None:
-        self.loads = {c.name: CampusLoad(c, campus_profile(c)) for c in cfg.campuses}
+    def __init__(self, inputs: SimulationInputs) -> None:
+        cfg, network = inputs.config, inputs.network
+        profiles = inputs.campus_profiles or tuple(campus_profile(c) for c in cfg.campuses)
+        self.loads = {c.name: CampusLoad(c, p) for c, p in zip(cfg.campuses, profiles, strict=True)}
         self.base_line_in_service = network.line_in_service.copy()
         self.outages = np.zeros(network.n_line, dtype=int)
 
@@ -184,7 +187,7 @@ class Step:
 
 
 class Loop:
-    """The plant and its controllers, one step at a time, in DESIGN's order."""
+    """The plant and its controllers, one step at a time, in the documented order."""
 
     def __init__(self, inputs: SimulationInputs, policy: DispatchPolicy) -> None:
         cfg, nw = inputs.config, inputs.network
@@ -193,7 +196,7 @@ class Loop:
         self.schedule_engine = PowerFlowEngine(nw)  # never sees shocks or outages
         self.protection = Protection(cfg.protection, self.engine, cfg.dt_s)
         self.follower = UpstreamFollower(cfg.upstream)
-        self.world = _World(cfg, nw)
+        self.world = _World(inputs)
         self.loads = list(self.world.loads.values())
         self.campus_bus = np.array([c.bus for c in cfg.campuses], dtype=int)
         self.campus_q_per_p = np.array([c.q_per_p for c in cfg.campuses])

@@ -40,7 +40,12 @@ def with_distance(ds: xr.Dataset) -> xr.Dataset:
     scale = feature_scale(ds)
     out = ds.assign(
         feature_scale=xr.Variable(
-            "feature", scale, {"long_name": "divisor of each feature in the distance (inf: unused)"}
+            "feature",
+            scale,
+            {
+                "units": "as the feature",
+                "long_name": "divisor of each feature in the distance (inf: unused)",
+            },
         )
     )
     if ds.sizes["scenario"] <= MAX_DISTANCE_MATRIX:
@@ -79,10 +84,15 @@ def reduce_set(ds: xr.Dataset, n_keep: int, seed: int) -> xr.Dataset:
     order = np.argsort(keep)
     keep, mass = np.array(keep)[order], np.array(mass)[order]
     out = ds.drop_vars(["distance", "feature_scale"], errors="ignore").isel(scenario=keep)
-    out = out.assign_coords(scenario=np.arange(len(keep)))
+    out = out.assign_coords(scenario=("scenario", np.arange(len(keep)), ds["scenario"].attrs))
     out["probability"] = xr.Variable("scenario", mass / mass.sum(), ds["probability"].attrs)
     out["feature_scale"] = xr.Variable(
-        "feature", scale, {"long_name": "divisor of each feature in the distance (inf: unused)"}
+        "feature",
+        scale,
+        {
+            "units": "as the feature",
+            "long_name": "divisor of each feature in the distance (inf: unused)",
+        },
     )
     out.attrs.update(reduction=f"k-means++ medoids: {len(keep)} of {n}", n_full=n)
     return with_distance(out)

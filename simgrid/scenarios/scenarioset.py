@@ -34,6 +34,15 @@ FEATURES = {
     "islanded_energy_mwh": "sum over outages of islanded nominal load x outage time",
 }
 
+FEATURE_UNITS = {
+    "peak_increase_mw": "MW",
+    "peak_decrease_mw": "MW",
+    "max_ramp_up_mw_per_min": "MW/min",
+    "max_ramp_down_mw_per_min": "MW/min",
+    "deviation_energy_mwh": "MWh",
+    "islanded_energy_mwh": "MWh",
+}
+
 _FLOAT_FIELDS = (
     "start_s",
     "duration_s",
@@ -141,7 +150,13 @@ def generate(
         feats[i] = features(ctx, sc)
         if progress is not None:
             progress(1)
-    return to_dataset(ctx.spec, seed, scenarios, feats, np.full(n, 1.0 / n))
+    ds = to_dataset(ctx.spec, seed, scenarios, feats, np.full(n, 1.0 / n))
+    ds.attrs.update(
+        network_name=ctx.network.name,
+        network_scale=ctx.network.scale,
+        network_n_bus=ctx.network.n_bus,
+    )
+    return ds
 
 
 def to_dataset(
@@ -171,16 +186,24 @@ def to_dataset(
         f"event_{f}": xr.Variable(dims, v, {"units": _UNITS[f], "long_name": f"event {f}"})
         for f, v in table.items()
     }
-    data["event_kind"] = xr.Variable(dims, kind.astype(str), {"long_name": "event kind ('' pad)"})
-    data["event_campus"] = xr.Variable(dims, campus.astype(str), {"long_name": "campus hit"})
-    data["event_line"] = xr.Variable(dims, line, {"long_name": "line out (-1: AI event)"})
+    data["event_kind"] = xr.Variable(
+        dims, kind.astype(str), {"units": "1", "long_name": "event kind ('' beyond n_events)"}
+    )
+    data["event_campus"] = xr.Variable(
+        dims, campus.astype(str), {"units": "1", "long_name": "campus hit ('' for an outage)"}
+    )
+    data["event_line"] = xr.Variable(
+        dims, line, {"units": "1", "long_name": "line taken out (-1: an AI event)"}
+    )
     data["event_group"] = xr.Variable(
-        dims, group, {"long_name": "coincident group (-1: independent)"}
+        dims,
+        group,
+        {"units": "1", "long_name": "coincident group (-1: an independent event)"},
     )
     data["n_events"] = xr.Variable(
         "scenario",
         np.array([len(s.events) for s in scenarios]),
-        {"long_name": "events in the scenario"},
+        {"units": "1", "long_name": "events in the scenario"},
     )
     data["probability"] = xr.Variable(
         "scenario", probability, {"units": "1", "long_name": "scenario probability"}
@@ -188,10 +211,23 @@ def to_dataset(
     data["source_index"] = xr.Variable(
         "scenario",
         np.array([s.index for s in scenarios]),
-        {"long_name": "index of the scenario in its (spec, seed) stream: regenerates it alone"},
+        {
+            "units": "1",
+            "long_name": "index of the scenario in its (spec, seed) stream: regenerates it alone",
+        },
     )
     data["features"] = xr.Variable(
-        ("scenario", "feature"), feats, {"long_name": "shock features (see the feature coordinate)"}
+        ("scenario", "feature"),
+        feats,
+        {
+            "units": "mixed: see feature_units",
+            "long_name": "shock features (see the feature coordinate)",
+        },
+    )
+    data["feature_units"] = xr.Variable(
+        "feature",
+        np.array([FEATURE_UNITS[f] for f in FEATURES], dtype=str),
+        {"units": "1", "long_name": "units of each feature"},
     )
     cs = spec.campuses
     campus_vars = {
@@ -215,9 +251,13 @@ def to_dataset(
     for name, (v, u, ln) in campus_vars.items():
         data[name] = xr.Variable("campus", v, {"units": u, "long_name": f"campus {ln}"})
     coords = {
-        "scenario": ("scenario", np.arange(n)),
-        "event": ("event", np.arange(width)),
-        "campus": ("campus", np.array([c.name for c in cs], dtype=str)),
+        "scenario": ("scenario", np.arange(n), {"long_name": "scenario number in this set"}),
+        "event": ("event", np.arange(width), {"long_name": "event slot within a scenario"}),
+        "campus": (
+            "campus",
+            np.array([c.name for c in cs], dtype=str),
+            {"long_name": "AI campus name"},
+        ),
         "feature": (
             "feature",
             np.array(list(FEATURES), dtype=str),
@@ -226,6 +266,7 @@ def to_dataset(
     }
     attrs = {
         "title": f"simgrid ScenarioSet {spec.name}",
+        "simgrid_kind": "scenario_set",
         "spec_name": spec.name,
         "spec_source": spec.source,
         "spec_sha256": spec.text_sha256,
@@ -314,7 +355,7 @@ def write_set(
     """
     import netCDF4
 
-    def write(tmp: Path) -> None:
+    def write(tmp: Path, interrupt) -> None:
         out = ds
         if ctx is not None:
             out = ds.assign_coords(
@@ -343,6 +384,7 @@ def write_set(
             table = EventTable.of(ds)
             for i0 in range(0, n, chunk):
                 i1 = min(i0 + chunk, n)
+                interrupt.check()
                 var[i0:i1] = np.stack([ai_load_curves(ctx, table.events(i)) for i in range(i0, i1)])
                 if progress is not None:
                     progress(i1 - i0)

@@ -9,11 +9,19 @@ from __future__ import annotations
 import enum
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simgrid.config import NetworkConfig, Table, parse_campus, parse_network, read_toml
+from simgrid.config import (
+    NetworkConfig,
+    Table,
+    check_steps,
+    parse_campus,
+    parse_network,
+    read_toml,
+)
 from simgrid.errors import ConfigError
 from simgrid.scenarios.dists import Dist, Family, fixed, parse_dist
 from simgrid.types import Campus, EventKind
@@ -99,6 +107,7 @@ def parse_spec(
     name = head.string("name", "scenarios")
     horizon_s = head.number("horizon_s", 86400.0, lo=0, lo_open=True)
     dt_s = head.number("dt_s", 60.0, lo=0, lo_open=True, hi=horizon_s)
+    check_steps(head, horizon_s, dt_s)
     head.done()
     network = parse_network(root.table("network"), base_dir)
     campuses = tuple(parse_campus(t, base_dir) for t in root.tables("campus"))
@@ -106,11 +115,34 @@ def parse_spec(
     for i, c in enumerate(campuses):
         if names.index(c.name) != i:
             raise ConfigError(source, f"campus[{i}].name", c.name, "must be unique")
-    shocks = tuple(_shock(t, names, horizon_s) for t in root.tables("shock"))
+    shock_tables = root.tables("shock")
+    shocks = tuple(_shock(t, names, horizon_s) for t in shock_tables)
     if not shocks:
         raise ConfigError(source, "shock", None, "at least one [[shock]] table is required")
+    _check_event_count(shocks, shock_tables, horizon_s)
     root.done()
     return ScenarioSpec(name, horizon_s, dt_s, network, campuses, shocks, source, text)
+
+
+# Events a scenario may expect (Poisson means plus fixed counts, each coincident draw counted
+# once per campus): a day of the bundled spec expects about 3.5. Sampling and simulating grow
+# with it; far beyond this a spec is a mistake (a rate per second taken for one per day).
+MAX_EVENTS_PER_SCENARIO = 1000
+
+
+def _check_event_count(shocks: Sequence[Shock], tables: Sequence[Table], horizon_s: float) -> None:
+    expected = 0.0
+    for shock, t in zip(shocks, tables, strict=True):
+        each = len(shock.campuses) if shock.kind is ShockKind.COINCIDENT else 1
+        mean = shock.count if shock.count is not None else shock.rate_per_day * horizon_s / 86400
+        expected += mean * each
+        if expected > MAX_EVENTS_PER_SCENARIO:
+            key = "count" if shock.count is not None else "rate_per_day"
+            raise t.fail(
+                key,
+                f"makes a scenario expect {expected:.4g} events: at most "
+                f"{MAX_EVENTS_PER_SCENARIO} per scenario (is the rate per day?)",
+            )
 
 
 _AI_KINDS = {
