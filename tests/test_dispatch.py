@@ -14,7 +14,8 @@ from simgrid.config import DispatchConfig, NetworkConfig, UpstreamConfig
 from simgrid.fcm import Module, Unit, UnitType
 from simgrid.network import build_network
 from simgrid.optimization.builder import SolveStatus
-from simgrid.optimization.dispatcher import LOSS_TOL, RollingDispatcher, lindistflow_vm
+from simgrid.optimization.dispatcher import LOSS_TOL, RollingDispatcher
+from simgrid.optimization.losses import lindistflow_vm
 from simgrid.powerflow import PowerFlowEngine
 from simgrid.profiles import campus_profile, flat
 from simgrid.runner import build_policy, prepare
@@ -283,7 +284,9 @@ def test_a_persistent_model_keeps_its_time_limit_per_solve():
         nw, flat(), (campus,), (bess,), dc, UpstreamConfig(0.1, 0.05), v_min_pu=0.9, v_max_pu=1.1
     )
     k = 0
-    while pol._lp is None or pol._lp.getRunTime() < 0.3:  # three limits' worth of solves
+    while (
+        pol._lp_model is None or pol._lp_model.highs.getRunTime() < 0.3
+    ):  # three limits' worth of solves
         ai = 0.3 * (k % 3)
         st = GridState(
             t_s=k * DT,
@@ -330,7 +333,7 @@ def test_lp_first_shortcut_gives_the_milp_optimum_within_the_gap(two_bus, abs_ga
     After every call the MILP is solved on the very window the shortcut answered (the
     persistent MILP object holds the same bounds and costs) and the two are compared.
     """
-    from simgrid.optimization.dispatcher import run_within
+    from simgrid.optimization.solve import run_within
 
     units = (_bess(), _gen(start_delay_s=0.0), _dr(notification_s=0.0), _ldes())
     pol = _dispatcher(two_bus, *units, mip_abs_gap=abs_gap)
@@ -339,11 +342,11 @@ def test_lp_first_shortcut_gives_the_milp_optimum_within_the_gap(two_bus, abs_ga
         pol.dispatch(_state(k * DT, ai))
         if pol.lp_accepted == accepted:
             continue  # answered by the MILP itself
-        pol._highs.setOptionValue("mip_abs_gap", 1e-9)
-        run_within(pol._highs, 10.0)
+        pol._milp_model.highs.setOptionValue("mip_abs_gap", 1e-9)
+        run_within(pol._milp_model.highs, 10.0)
         best, bound = (
-            pol._highs.getInfo().objective_function_value,
-            pol._highs.getInfo().mip_dual_bound,
+            pol._milp_model.highs.getInfo().objective_function_value,
+            pol._milp_model.highs.getInfo().mip_dual_bound,
         )
         assert pol.costs[-1] >= bound - 1e-6, k
         slack = abs_gap if pol.lp_dives > dives else 0.0

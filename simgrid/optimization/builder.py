@@ -6,7 +6,9 @@ rebuild-every-step formulation used as the reference in benchmarks and tests).
 
 `integer` may be an array (broadcast to the block): a column is integral where it is True.
 A block of rows is a list of terms (coef, cols), each broadcast to the block's shape: row r is
-sum_k coef_k[r] * x[cols_k[r]], bounded by lo[r] <= . <= hi[r].
+sum_k coef_k[r] * x[cols_k[r]], bounded by lo[r] <= . <= hi[r]. Objective terms are added the
+same way (`add_cost`): the blocks of a model return their cost as terms, and the caller decides
+where they go (the objective, or a scenario's recourse row).
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class ArrayBuilder:
         self._vals: list[np.ndarray] = []
         self._lo: list[np.ndarray] = []
         self._hi: list[np.ndarray] = []
+        self._cost_terms: list[tuple[np.ndarray, np.ndarray]] = []
         self.n_cols = 0
         self.n_rows = 0
 
@@ -113,6 +116,12 @@ class ArrayBuilder:
         self.n_rows += n
         return rows
 
+    def add_cost(self, terms: Sequence[Term]) -> None:
+        """Add sum_k coef_k * x[cols_k] to the objective."""
+        for coef, cols in terms:
+            c = np.asarray(cols)
+            self._cost_terms.append((c.ravel(), _flat(coef, c.shape)))
+
     def build(self) -> Milp:
         cat = np.concatenate
         if self._matrix is not None:
@@ -125,8 +134,11 @@ class ArrayBuilder:
                 shape=(self.n_rows, self.n_cols),
             )
             A.sum_duplicates()
+        cost = cat(self._cost) if self._cost else np.zeros(0)
+        for cols, coef in self._cost_terms:
+            np.add.at(cost, cols, coef)
         return Milp(
-            cat(self._cost),
+            cost,
             cat(self._lb),
             cat(self._ub),
             cat(self._int),
@@ -146,8 +158,9 @@ class PyomoBuilder:
         self.model = pyo.ConcreteModel()
         self.model.rows = pyo.ConstraintList()
         self.collects_matrix = True
-        self._vars: list = []
+        self.vars: list = []
         self._costs: list[np.ndarray] = []
+        self._cost_terms: list[tuple[np.ndarray, np.ndarray]] = []
         self.n_cols = 0
 
     def add_vars(
@@ -163,14 +176,14 @@ class PyomoBuilder:
         lbs, ubs, ints = _flat(lb, ids.shape), _flat(ub, ids.shape), _flat(integer, ids.shape, bool)
         self._costs.append(_flat(cost, ids.shape))
         block = pyo.Var(range(ids.size), domain=pyo.Reals)
-        self.model.add_component(f"x{len(self._vars)}", block)
+        self.model.add_component(f"x{len(self._costs)}", block)
         for i in range(ids.size):
             v = block[i]
             if ints[i]:
                 v.domain = pyo.Integers
             v.setlb(None if np.isinf(lbs[i]) else float(lbs[i]))
             v.setub(None if np.isinf(ubs[i]) else float(ubs[i]))
-            self._vars.append(v)
+            self.vars.append(v)
         self.n_cols += ids.size
         return ids
 
@@ -182,7 +195,7 @@ class PyomoBuilder:
         los, his = _flat(lo, shape), _flat(hi, shape)
         for r in range(n):
             expr = sum(
-                c[r] * self._vars[k[r]] for c, k in zip(coefs, cols, strict=True) if c[r] != 0
+                c[r] * self.vars[k[r]] for c, k in zip(coefs, cols, strict=True) if c[r] != 0
             )
             if isinstance(expr, int | float) or (np.isinf(los[r]) and np.isinf(his[r])):
                 continue  # an empty or free row constrains nothing
@@ -195,31 +208,15 @@ class PyomoBuilder:
             )
         return np.arange(n).reshape(shape)
 
+    def add_cost(self, terms: Sequence[Term]) -> None:
+        for coef, cols in terms:
+            c = np.asarray(cols)
+            self._cost_terms.append((c.ravel(), _flat(coef, c.shape)))
+
     @property
     def cost(self) -> np.ndarray:
         """Objective coefficients in builder order."""
-        return np.concatenate(self._costs) if self._costs else np.zeros(0)
-
-    def solve(
-        self, *, time_limit_s: float, mip_gap: float, highs_options: dict | None = None
-    ) -> tuple[SolveStatus, np.ndarray]:
-        """Solve with HiGHS through pyomo's APPSI interface; column values in builder order."""
-        from pyomo.contrib.appsi.base import TerminationCondition
-        from pyomo.contrib.appsi.solvers import Highs
-
-        pyo = self.pyo
-        cost = self.cost
-        objective = sum(float(c) * v for c, v in zip(cost, self._vars, strict=True) if c)
-        self.model.obj = pyo.Objective(expr=objective, sense=pyo.minimize)
-        opt = Highs()
-        opt.config.load_solution = False
-        opt.config.time_limit = time_limit_s
-        opt.config.mip_gap = mip_gap
-        opt.highs_options = dict(highs_options or {})
-        res = opt.solve(self.model)
-        if res.best_feasible_objective is None:
-            return SolveStatus.SHED, np.zeros(self.n_cols)
-        res.solution_loader.load_vars()
-        optimal = res.termination_condition == TerminationCondition.optimal
-        status = SolveStatus.OPTIMAL if optimal else SolveStatus.FEASIBLE
-        return status, np.array([v.value or 0.0 for v in self._vars])
+        cost = np.concatenate(self._costs) if self._costs else np.zeros(0)
+        for cols, coef in self._cost_terms:
+            np.add.at(cost, cols, coef)
+        return cost

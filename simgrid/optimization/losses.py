@@ -1,0 +1,140 @@
+"""The network's losses in the linear model: measured by an AC load flow, placed as demand at
+each line's receiving end, with marginal loss factors for how they change with decisions.
+
+LinDistFlow with sending-end flows drops only the (r^2 + x^2) l term of DistFlow, which makes it
+conservative (the AC voltage is at or above the linear one); without the losses in the flows it
+is optimistic and its import misses the losses the schedule carries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simgrid.network import Network
+from simgrid.optimization.blocks import ModelOptions, ScenarioData, Weights
+from simgrid.optimization.builder import ArrayBuilder
+from simgrid.optimization.dispatch_model import (
+    Sizes,
+    assemble,
+    idle_state,
+    network_data,
+    unit_data,
+)
+from simgrid.optimization.solve import solve
+from simgrid.powerflow import PowerFlowEngine, PowerFlowResult
+
+INF_MW = 1e9
+
+
+@dataclass(frozen=True, eq=False)
+class Losses:
+    """Network losses measured at a point, as demand at each line's receiving bus (MW, Mvar),
+    and the injections (units and shedding, per bus) of that point."""
+
+    p_mw: np.ndarray
+    q_mvar: np.ndarray
+    injection_mw: np.ndarray
+
+    @property
+    def total_mw(self) -> float:
+        return float(self.p_mw.sum())
+
+
+def at_receiving_ends(nw: Network, res: PowerFlowResult, live: np.ndarray, injection_mw):
+    """A solved load flow's line losses as demand at each line's receiving end."""
+    recv = np.where(res.line_p_from_mw >= 0, nw.line_to, nw.line_from)
+    return Losses(
+        np.bincount(recv, res.line_loss_mw, minlength=nw.n_bus) * live,
+        np.bincount(recv, res.line_loss_mvar, minlength=nw.n_bus) * live,
+        injection_mw,
+    )
+
+
+def marginal_loss_factors(nw: Network, p_mw: np.ndarray, q_mvar: np.ndarray) -> np.ndarray:
+    """d(losses)/d(active injection) per bus at an operating point, by the AC load flow.
+
+    A central difference of 1e-3 of the load (at least 1 kW) per bus; 0 at the slack and where
+    the perturbed load flow has no solution.
+    """
+    engine = PowerFlowEngine(nw)
+    delta = max(1e-3 * float(p_mw.sum()), 1e-3)
+    mlf = np.zeros(nw.n_bus)
+    for b in range(nw.n_bus):
+        if b == nw.slack_bus:
+            continue
+        e = np.zeros(nw.n_bus)
+        e[b] = delta
+        up, down = engine.solve(p_mw - e, q_mvar), engine.solve(p_mw + e, q_mvar)
+        if up.converged and down.converged:
+            mlf[b] = (up.losses_mw - down.losses_mw) / (2 * delta)
+    return mlf
+
+
+def with_losses(data: ScenarioData, losses: Losses, slack: int, mlf: np.ndarray) -> ScenarioData:
+    """The window's demand with `losses` at the receiving ends (scaled through the window with
+    the square of the load) and the marginal-loss reference at the substation."""
+    dp, dq = data.demand_p, data.demand_q
+    grow = (dp.sum(axis=1) / max(dp[0].sum(), 1e-9))[:, None] ** 2
+    dp = dp + grow * losses.p_mw
+    dq = dq + grow * losses.q_mvar
+    dp = dp.copy()
+    dp[:, slack] -= mlf @ losses.injection_mw
+    return ScenarioData(**{**data.__dict__, "demand_p": dp, "demand_q": dq})
+
+
+def lindistflow_vm(
+    network: Network,
+    demand_p_mw: np.ndarray,
+    demand_q_mvar: np.ndarray,
+    line_in_service: np.ndarray | None = None,
+    *,
+    with_losses_of_ac: bool = False,
+) -> np.ndarray:
+    """|V| (pu) of the dispatch model's network equations for one period, no units, no shed.
+
+    Solves the same LinDistFlow rows the MILP uses (an LP whose only freedom is the violation
+    slacks), for validating the linearisation against the AC power flow. With
+    `with_losses_of_ac`, the AC losses at this point enter as demand at each line's receiving
+    end, as the dispatcher does.
+    """
+    status = network.line_in_service if line_in_service is None else line_in_service
+    live = network.energised(status)
+    p, q = demand_p_mw * live, demand_q_mvar * live
+    if with_losses_of_ac:
+        engine = PowerFlowEngine(network)
+        engine.set_line_status(status)
+        res = engine.solve(p, q)
+        losses = at_receiving_ends(network, res, live, np.zeros(network.n_bus))
+        p, q = p + losses.p_mw, q + losses.q_mvar
+    data = ScenarioData(
+        dt_h=1.0,
+        demand_p=p[None],
+        demand_q=q[None],
+        conv_p=np.zeros((1, network.n_bus)),
+        ai_p=np.zeros((1, 0)),
+        energised=live[None],
+        line_active=(status & live[network.line_from] & live[network.line_to])[None],
+        schedule=np.zeros(1),
+        band=INF_MW,
+        ramp=INF_MW,
+        v2_min=0.0,
+        v2_max=4.0,
+    )
+    units = unit_data((), (), 300.0, 1)
+    b = ArrayBuilder()
+    hd, cost = assemble(
+        b,
+        network_data(network, 1e6),
+        units,
+        Sizes.fixed(units),
+        data,
+        idle_state(units, data),
+        Weights(1e4, 0.0, 0.0, 0.0),
+        ModelOptions(),
+    )
+    b.add_cost(cost)
+    res = solve(b.build(), time_limit_s=60.0, mip_gap=0.0)
+    v2 = res.x[hd.network.v2[0]]
+    return np.where(live, np.sqrt(np.maximum(v2, 0.0)), np.nan)

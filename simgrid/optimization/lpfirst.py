@@ -1,0 +1,96 @@
+"""Answering a dispatch window from its LP relaxation when that is as good as the MILP.
+
+The binaries of the integral head are rounded by what they mean -- storage in discharge mode
+when it discharges (an LDES below half its minimum block: not at all), a generator committed
+when it produces or must be on, DR active when it curtails, starts, stops and activations from
+the off -> on transitions. The point is accepted if it satisfies every row and bound at the LP
+bound: then it is optimal for the MILP. Otherwise the rounded binaries are fixed and the LP
+solved once more (a dive); that point is accepted within the MIP gap (relative or absolute) of
+the first LP bound -- the guarantee the MILP path gives. Otherwise the caller solves the MILP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simgrid.optimization.blocks import InitialState
+from simgrid.optimization.builder import Milp
+from simgrid.optimization.dispatch_model import Handles
+from simgrid.optimization.solve import PersistentModel
+
+FEASIBILITY_TOL = 1e-6
+
+
+@dataclass(frozen=True, eq=False)
+class LpAnswer:
+    x: np.ndarray
+    objective: float
+    dived: bool
+
+
+def rounded(
+    x: np.ndarray, milp: Milp, hd: Handles, state: InitialState, p_block: np.ndarray
+) -> np.ndarray:
+    """An LP point with the integral head's binaries rounded by what they mean."""
+    x = x.copy()
+    tol = 1e-7
+    ints = milp.integer
+    st, gen, dr = hd.storage, hd.gen, hd.dr
+
+    def put(ids: np.ndarray, values: np.ndarray) -> None:
+        x[ids] = np.where(ints[ids], values, x[ids])
+
+    put(st.mode, x[st.pd] >= np.maximum(p_block[:, None] / 2, tol))
+    put(gen.u, (x[gen.p] > tol) | (milp.lb[gen.u] > 0.5))
+    on = x[gen.u]
+    before = np.concatenate([state.g_u0[:, None], on[:, :-1]], axis=1)
+    put(gen.s, np.maximum(on - before, 0.0))
+    put(gen.w, np.maximum(before - on, 0.0))
+    put(dr.active, x[dr.curtail] > tol)
+    before = np.concatenate([state.d_a0[:, None], x[dr.active][:, :-1]], axis=1)
+    put(dr.activate, np.maximum(x[dr.active] - before, 0.0))
+    x[ints] = np.round(x[ints])
+    return x
+
+
+def feasible(x: np.ndarray, milp: Milp, tol: float = FEASIBILITY_TOL) -> bool:
+    act = milp.A @ x
+    return not (
+        np.any(act < milp.row_lo - tol)
+        or np.any(act > milp.row_hi + tol)
+        or np.any(x < milp.lb - tol)
+        or np.any(x > milp.ub + tol)
+    )
+
+
+def answer(
+    lp: PersistentModel,
+    milp: Milp,
+    hd: Handles,
+    state: InitialState,
+    p_block: np.ndarray,
+    *,
+    gap: float,
+    abs_gap: float,
+    time_limit_s: float,
+) -> LpAnswer | None:
+    """The window's MILP answer from its hot-started LP relaxation, or None (see the module)."""
+    first = lp.solve(time_limit_s)
+    if first.x is None or first.termination.value != "optimal":
+        return None
+    bound = float(milp.cost @ first.x)
+    x = rounded(first.x, milp, hd, state, p_block)
+    if feasible(x, milp) and milp.cost @ x <= bound + 1e-7 * (1.0 + abs(bound)):
+        return LpAnswer(x, float(milp.cost @ x), dived=False)
+    fixed = np.flatnonzero(milp.integer)
+    lp.fix(fixed, np.clip(x[fixed], milp.lb[fixed], milp.ub[fixed]))
+    dive = lp.solve(time_limit_s)
+    if dive.x is None or dive.termination.value != "optimal":
+        return None
+    x = dive.x
+    cost = float(milp.cost @ x)
+    if feasible(x, milp) and cost <= bound + max(gap * abs(bound), abs_gap):
+        return LpAnswer(x, cost, dived=True)
+    return None
