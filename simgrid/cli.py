@@ -9,9 +9,11 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from simgrid import __version__
+from simgrid.config import Ambiguity
 from simgrid.errors import ConfigError, SimgridError
 
 log = logging.getLogger("simgrid")
@@ -51,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, help="override run.seed (an integer >= 0)")
     r.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     _scenario_flags(r)
+    _allocation_flag(r)
     s = sub.add_parser(
         "scenarios",
         help="generate (or plot) a Monte Carlo ScenarioSet",
@@ -73,9 +76,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--plot", metavar="FILE", help="draw sample loads and distributions of a set")
     s.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    a = sub.add_parser(
+        "allocate",
+        help="Stage-I: allocate Flexible Capacity Modules on a ScenarioSet (DRO-CVaR MILP)",
+    )
+    a.add_argument("config", help="run config (TOML) with [planning] and dispatch.catalogue")
+    a.add_argument("--scenarios", metavar="FILE", required=True, help="ScenarioSet (NetCDF)")
+    a.add_argument("--out", help="Allocation NetCDF (default: results/<name>_allocation.nc)")
+    a.add_argument("--ambiguity", choices=tuple(x.value for x in Ambiguity))
+    a.add_argument("--radius", type=float, help="epsilon (Wasserstein) or gamma (total variation)")
+    a.add_argument("--alpha", type=float, help="CVaR level (0..1)")
+    a.add_argument("--beta", type=float, help="weight of CVaR against the mean (0..1)")
+    a.add_argument("--no-progress", action="store_true", help="never show the solver's progress")
     v = sub.add_parser("validate", help="check a config (and its network) without running it")
     v.add_argument("config", help="run config (TOML)")
     _scenario_flags(v)
+    _allocation_flag(v)
     return p
 
 
@@ -88,12 +104,22 @@ def _scenario_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", type=int, help="scenario of --scenarios (default 0)")
 
 
+def _allocation_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allocation",
+        metavar="FILE",
+        help="dispatch this Allocation NetCDF (from `simgrid allocate`) instead of the config's",
+    )
+
+
 def _config(args: argparse.Namespace, seed: int | None = None):
-    """The run config of a command, with a scenario of a set if asked."""
-    from simgrid.config import load_config
+    """The run config of a command, with a scenario of a set and an allocation if asked."""
+    from simgrid.config import load_config, with_allocation_file
     from simgrid.runner import with_scenario
 
     cfg = load_config(args.config, seed=seed)
+    if getattr(args, "allocation", None):
+        cfg = with_allocation_file(cfg, Path(args.allocation))
     if args.index is not None and not args.scenarios:
         raise ConfigError(args.config, "--index", args.index, "needs --scenarios FILE")
     if args.scenarios:
@@ -319,7 +345,92 @@ def _scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def _allocate(args: argparse.Namespace) -> int:
+    from simgrid.allocate import allocate, allocation_result_dataset, overridden
+    from simgrid.config import load_config
+    from simgrid.fcm import load_catalogue
+    from simgrid.ncio import write_dataset
+
+    cfg = load_config(args.config)
+    for flag, value, lo, hi in (
+        ("--radius", args.radius, 0.0, math.inf),
+        ("--alpha", args.alpha, 0.0, 1.0 - 1e-9),
+        ("--beta", args.beta, 0.0, 1.0),
+    ):
+        if value is not None and not (math.isfinite(value) and lo <= value <= hi):
+            raise ConfigError(args.config, flag, value, f"must be a number in [{lo:g}, {hi:g}]")
+    ambiguity = Ambiguity(args.ambiguity) if args.ambiguity else None
+    planning = overridden(
+        cfg.planning, ambiguity=ambiguity, radius=args.radius, alpha=args.alpha, beta=args.beta
+    )
+    if planning.ambiguity is Ambiguity.TOTAL_VARIATION and planning.radius > 1:
+        raise ConfigError(
+            args.config, "--radius", planning.radius, "a total-variation radius is <= 1"
+        )
+    cfg = replace(cfg, planning=planning)
+    out = Path(args.out) if args.out else Path("results") / f"{cfg.name}_allocation.nc"
+    _check_out(out)
+    t0 = time.perf_counter()
+    progress = None if args.no_progress or not sys.stderr.isatty() else _solver_progress()
+    alloc = allocate(cfg, args.scenarios, planning, progress=progress)
+    if progress is not None:
+        print(file=sys.stderr)
+    ds = allocation_result_dataset(
+        alloc, cfg, load_catalogue(cfg.dispatch.catalogue), args.scenarios
+    )
+    write_dataset(ds, out)
+    print(f"simgrid: {cfg.name}: allocation in {time.perf_counter() - t0:.1f} s -> {out}")
+    print(_allocation_summary(alloc, planning))
+    return 0
+
+
+def _solver_progress():
+    def show(t: float, best: float, bound: float, gap: float) -> None:
+        shown = "none yet" if not math.isfinite(best) else f"${best:,.0f}/yr"
+        print(
+            f"\r  solving: {t:6.1f} s, best {shown}, bound ${bound:,.0f}/yr, gap {gap:6.2%}",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+def _allocation_summary(alloc, planning) -> str:
+    r = alloc.result
+    lines = [
+        f"  {planning.ambiguity.value} (radius {planning.radius:g}), alpha {planning.alpha:g}, "
+        f"beta {planning.beta:g}: {r.solve.termination.value}, gap {r.solve.gap:.2%}, "
+        f"{r.solve.time_s:.1f} s"
+    ]
+    for p in r.purchases:
+        lines.append(f"    {p.count} x {p.module} at bus {p.bus} from {p.supplier}")
+    if not r.purchases:
+        lines.append("    no module is worth its cost")
+    for label, value in (
+        ("investment", r.investment),
+        ("expected recourse", r.expected_recourse),
+        ("CVaR", r.cvar),
+        ("worst-case risk", r.worst_case_risk),
+        ("worst-case premium", r.premium),
+        ("objective", r.objective),
+        ("VSS against the deterministic plan", alloc.vss),
+    ):
+        shown = "n/a" if math.isnan(value) else f"${value:,.0f}/yr"
+        lines.append(f"  {label:36s} {shown}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # the reader went away (`simgrid validate ... | head`)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- silence the interpreter's flush
+        return 0
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # a usage error (one line, see _Parser), --help or --version
@@ -329,7 +440,12 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        commands = {"run": _run, "validate": _validate, "scenarios": _scenarios}
+        commands = {
+            "run": _run,
+            "validate": _validate,
+            "scenarios": _scenarios,
+            "allocate": _allocate,
+        }
         return commands[args.command](args)
     except SimgridError as exc:
         print(f"simgrid: error: {exc}", file=sys.stderr)

@@ -12,7 +12,7 @@ import hashlib
 import math
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +147,72 @@ class DispatchConfig:
     realtime: str = "follow"
 
 
+class Ambiguity(enum.StrEnum):
+    """Stage-I's ambiguity set around the (reduced) empirical distribution of scenarios."""
+
+    NONE = "none"  # sample average (SAA) of the risk measure
+    WASSERSTEIN = "wasserstein"  # type-1 Wasserstein ball of radius epsilon (scenario distance)
+    TOTAL_VARIATION = "total_variation"  # total-variation ball of radius gamma
+    DETERMINISTIC = "deterministic"  # one expected-shock scenario: the usual planning baseline
+
+
+@dataclass(frozen=True)
+class HostingLimit:
+    """At most `mw` of flexible modules (power rating) at `bus`."""
+
+    bus: int
+    mw: float
+
+
+@dataclass(frozen=True)
+class PlanningConfig:
+    """Stage-I: where and how many Flexible Capacity Modules, against which risk.
+
+    `candidates`: buses where modules may go (empty: every bus with load). `budget` caps the
+    purchase ($, undiscounted); `hosting_mw` caps the modules' power at any candidate bus and
+    `[[planning.hosting]]` at named ones; `min_modules` / `max_modules` bound each module
+    type's total. Investment is annualised with the capital recovery factor of
+    `discount_rate` over `lifetime_years`. Each scenario is one day of shocks; its recourse
+    cost (the dispatch model over its shock windows, perfect foresight inside them) is scaled
+    to a year by `days_per_year`, the number of such days a year the scenarios stand for
+    (365: every day of the year is drawn from the scenario distribution). Windows run from
+    `lead_s` before each event to `tail_s` after its end, merged where they overlap, in
+    periods of `period_s`. Risk: (1 - beta) E + beta CVaR_alpha of the annual recourse, worst
+    case over the ambiguity set of `radius` (epsilon or gamma). `integer_recourse`: keep the
+    dispatch binaries integral in the scenarios (default: relaxed; see the README for the
+    measured effect). `method`: `extensive` (every scenario in one MILP), `benders`
+    (multi-cut L-shaped decomposition: a small master over the first stage and one LP per
+    scenario; needs relaxed recourse) or `auto` (benders unless the recourse is integral).
+    """
+
+    candidates: tuple[int, ...] = ()
+    budget: float = math.inf
+    hosting_mw: float = math.inf
+    hosting: tuple[HostingLimit, ...] = ()
+    min_modules: tuple[tuple[str, int], ...] = ()
+    max_modules: tuple[tuple[str, int], ...] = ()
+    discount_rate: float = 0.07
+    lifetime_years: float = 15.0
+    days_per_year: float = 365.0
+    period_s: float = 1800.0
+    lead_s: float = 1800.0
+    tail_s: float = 3600.0
+    alpha: float = 0.95
+    beta: float = 0.5
+    ambiguity: Ambiguity = Ambiguity.NONE
+    radius: float = 0.0
+    integer_recourse: bool = False
+    method: str = "auto"
+    time_limit_s: float = 300.0
+    mip_gap: float = 0.01
+
+    @property
+    def annuity(self) -> float:
+        """Capital recovery factor: the yearly payment per $ invested."""
+        r, n = self.discount_rate, self.lifetime_years
+        return 1.0 / n if r == 0 else r * (1 + r) ** n / ((1 + r) ** n - 1)
+
+
 @dataclass(frozen=True)
 class ScenarioRef:
     """Where a run's campuses and events came from when taken from a ScenarioSet."""
@@ -174,6 +240,7 @@ class RunConfig:
     metrics: MetricsConfig
     dispatch: DispatchConfig
     protection: ProtectionConfig
+    planning: PlanningConfig
     campuses: tuple[Campus, ...]
     events: tuple[Event, ...]
     source: str
@@ -352,6 +419,7 @@ def parse_config(
     met.done()
     dispatch = parse_dispatch(root.table("dispatch"), root.tables("allocation"), base_dir)
     protection = parse_protection(root.table("protection"))
+    planning = parse_planning(root.table("planning"))
 
     campuses = tuple(parse_campus(t, base_dir) for t in root.tables("campus"))
     names = [c.name for c in campuses]
@@ -370,11 +438,24 @@ def parse_config(
         metrics=metrics,
         dispatch=dispatch,
         protection=protection,
+        planning=planning,
         campuses=campuses,
         events=events,
         source=source,
         text=text,
     )
+
+
+def with_allocation_file(cfg: RunConfig, path: Path) -> RunConfig:
+    """The config dispatching the allocation in `path` (a command-line override)."""
+    if cfg.dispatch.catalogue is None:
+        raise ConfigError(
+            cfg.source, "dispatch.catalogue", None, "is required to dispatch --allocation"
+        )
+    if not path.is_file():
+        raise ConfigError(cfg.source, "--allocation", str(path), "file not found")
+    dispatch = replace(cfg.dispatch, policy="milp", allocation=(), allocation_file=path)
+    return replace(cfg, dispatch=dispatch)
 
 
 def check_steps(t: Table, horizon_s: float, dt_s: float) -> None:
@@ -506,6 +587,66 @@ def parse_protection(t: Table) -> ProtectionConfig:
         raise t.fail("restore_pu", f"must be >= uvls_pickup_pu ({cfg.uvls_pickup_pu:g})")
     t.done()
     return cfg
+
+
+def parse_planning(t: Table) -> PlanningConfig:
+    d = PlanningConfig()
+    candidates = t.data.get("candidates", [])
+    t.used.add("candidates")
+    if not isinstance(candidates, list) or not all(
+        isinstance(b, int) and not isinstance(b, bool) and b >= 0 for b in candidates
+    ):
+        raise t.fail("candidates", "must be a list of bus indices (integers >= 0)")
+    hosting = []
+    for h in t.tables("hosting"):
+        hosting.append(HostingLimit(h.integer("bus", lo=0), h.number("mw", lo=0)))
+        h.done()
+    cfg = PlanningConfig(
+        candidates=tuple(candidates),
+        budget=t.number("budget", d.budget, lo=0, allow_inf=True),
+        hosting_mw=t.number("hosting_mw", d.hosting_mw, lo=0, allow_inf=True),
+        hosting=tuple(hosting),
+        min_modules=_module_counts(t, "min_modules"),
+        max_modules=_module_counts(t, "max_modules"),
+        discount_rate=t.number("discount_rate", d.discount_rate, lo=0, hi=1),
+        lifetime_years=t.number("lifetime_years", d.lifetime_years, lo=0, lo_open=True),
+        days_per_year=t.number("days_per_year", d.days_per_year, lo=0, lo_open=True, hi=366),
+        period_s=t.number("period_s", d.period_s, lo=60),
+        lead_s=t.number("lead_s", d.lead_s, lo=0),
+        tail_s=t.number("tail_s", d.tail_s, lo=0),
+        alpha=t.number("alpha", d.alpha, lo=0, hi=1 - 1e-9),
+        beta=t.number("beta", d.beta, lo=0, hi=1),
+        ambiguity=Ambiguity(
+            t.string("ambiguity", d.ambiguity.value, choices=tuple(a.value for a in Ambiguity))
+        ),
+        radius=t.number("radius", d.radius, lo=0),
+        integer_recourse=_boolean(t, "integer_recourse", d.integer_recourse),
+        method=t.string("method", d.method, choices=("auto", "extensive", "benders")),
+        time_limit_s=t.number("time_limit_s", d.time_limit_s, lo=0, lo_open=True),
+        mip_gap=t.number("mip_gap", d.mip_gap, lo=0, hi=1),
+    )
+    if cfg.ambiguity is Ambiguity.TOTAL_VARIATION and cfg.radius > 1:
+        raise t.fail("radius", "a total-variation radius must be in [0, 1]")
+    if cfg.method == "benders" and cfg.integer_recourse:
+        raise t.fail("method", "benders needs relaxed recourse (integer_recourse = false)")
+    t.done()
+    return cfg
+
+
+def _module_counts(t: Table, key: str) -> tuple[tuple[str, int], ...]:
+    """A table of module name -> count of modules (integers >= 0)."""
+    sub = t.table(key)
+    out = tuple((name, sub.integer(name, lo=0)) for name in list(sub.data))
+    sub.done()
+    return out
+
+
+def _boolean(t: Table, key: str, default: bool) -> bool:
+    t.used.add(key)
+    value = t.data.get(key, default)
+    if not isinstance(value, bool):
+        raise t.fail(key, "must be true or false")
+    return value
 
 
 def parse_profile(t: Table, key: str, default: str, base_dir: Path) -> tuple[str, Path | None]:

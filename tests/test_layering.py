@@ -26,7 +26,8 @@ RANK = {
     "cosim": 5,
     "runner": 6,
     "report": 6,
-    "cli": 7,
+    "allocate": 7,
+    "cli": 8,
     "__init__": 0,
 }
 ONLY_IN = {

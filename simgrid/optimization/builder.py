@@ -116,6 +116,15 @@ class ArrayBuilder:
         self.n_rows += n
         return rows
 
+    def add_sum_rows(self, cols: np.ndarray, coef=1.0, lo=-INF, hi=INF) -> np.ndarray:
+        """Rows that each sum many columns: row r is sum_k coef[r, k] * x[cols[r, k]]."""
+        cols = np.atleast_2d(np.asarray(cols))
+        return self.add_rows(
+            [(np.broadcast_to(coef, cols.shape)[:, k], cols[:, k]) for k in range(cols.shape[1])],
+            lo=lo,
+            hi=hi,
+        )
+
     def add_cost(self, terms: Sequence[Term]) -> None:
         """Add sum_k coef_k * x[cols_k] to the objective."""
         for coef, cols in terms:
@@ -207,6 +216,8 @@ class PyomoBuilder:
                 )
             )
         return np.arange(n).reshape(shape)
+
+    add_sum_rows = ArrayBuilder.add_sum_rows
 
     def add_cost(self, terms: Sequence[Term]) -> None:
         for coef, cols in terms:

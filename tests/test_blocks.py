@@ -1,0 +1,171 @@
+"""The dispatch model's blocks one by one, on a two-bus feeder with hand-checkable answers, and
+the promise that a size chosen by Stage-I behaves exactly like the same size fixed."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from test_dispatch import _two_bus
+
+from simgrid.fcm import Module, UnitType
+from simgrid.optimization.blocks import Capacity, ModelOptions, ScenarioData, Weights
+from simgrid.optimization.builder import ArrayBuilder
+from simgrid.optimization.dispatch_model import (
+    Sizes,
+    assemble,
+    idle_state,
+    network_data,
+    unit_data,
+)
+from simgrid.optimization.solve import solve
+
+MW_TOL = 1e-6
+WEIGHTS = Weights(voll=10_000.0, imbalance=1_000.0, voltage=1e5, restoration=0.0)
+
+BESS = Module(
+    "bess",
+    UnitType.BESS,
+    p_mw=0.5,
+    e_mwh=1.0,
+    eta_charge=0.9,
+    eta_discharge=0.9,
+    soc_min=0.1,
+    soc_max=0.9,
+    soc_target=0.5,
+)
+GEN = Module(
+    "gen",
+    UnitType.FAST_GEN,
+    p_mw=0.5,
+    p_min_mw=0.1,
+    ramp_mw_per_min=0.01,
+    marginal_cost_per_mwh=100.0,
+    start_cost=20.0,
+)
+DR = Module(
+    "dr",
+    UnitType.DR,
+    p_mw=0.3,
+    energy_mwh=0.3,
+    rebound_fraction=0.5,
+    payback_mw=0.1,
+    cost_per_mwh=50.0,
+)
+
+
+def _data(deficit, *, band=0.0, ramp=0.0, dt_h=1.0, q=0.0) -> ScenarioData:
+    deficit = np.atleast_1d(np.asarray(deficit, dtype=float))
+    h = len(deficit)
+    return ScenarioData(
+        dt_h=dt_h,
+        demand_p=np.column_stack([np.zeros(h), 1.0 + deficit]),
+        demand_q=np.column_stack([np.zeros(h), np.full(h, q)]),
+        conv_p=np.column_stack([np.zeros(h), np.ones(h)]),
+        ai_p=deficit[:, None],
+        energised=np.ones((h, 2), bool),
+        line_active=np.ones((h, 1), bool),
+        schedule=np.ones(h),
+        band=band,
+        ramp=ramp,
+        v2_min=0.0,
+        v2_max=4.0,
+    )
+
+
+def _net():
+    net = network_data(_two_bus(), 1e6)
+    return replace(net, campus_bus=np.array([1]), campus_q_per_p=np.zeros(1))
+
+
+def _solve(data, modules=(), sizes=None, relax=False, fix=None):
+    ud = unit_data(modules, [1] * len(modules), data.dt_h * 3600, data.periods)
+    b = ArrayBuilder()
+    if sizes == "chosen":
+        # Stage-I's form: sizes are columns (here fixed by their bounds at `fix` modules)
+        cols = b.add_vars(len(modules), np.asarray(fix, float), np.asarray(fix, float))
+        caps = []
+        for kind in ("storage", "gen", "dr"):
+            idx = [i for i, m in enumerate(modules) if _kind(m) == kind]
+            caps.append(Capacity(np.full(len(idx), 5.0), cols[idx]))
+        sz = Sizes(*caps)
+    else:
+        counts = np.ones(len(modules)) if fix is None else np.asarray(fix, float)
+        sz = Sizes(
+            *(
+                Capacity.fixed(counts[[i for i, m in enumerate(modules) if _kind(m) == k]])
+                for k in ("storage", "gen", "dr")
+            )
+        )
+    hd, cost = assemble(b, _net(), ud, sz, data, idle_state(ud, data), WEIGHTS, ModelOptions())
+    b.add_cost(cost)
+    milp = b.build()
+    if relax:
+        milp = replace(milp, integer=np.zeros_like(milp.integer))
+    return solve(milp, time_limit_s=30.0, mip_gap=0.0), hd
+
+
+def _kind(m: Module) -> str:
+    return {"bess": "storage", "ldes": "storage", "fast_gen": "gen", "dr": "dr"}[m.type.value]
+
+
+def test_network_block_is_lindistflow_on_two_buses():
+    res, hd = _solve(_data(0.0, q=0.4))
+    net = _net()
+    v2 = res.x[hd.network.v2[0, 1]]
+    assert v2 == pytest.approx(1.0 - net.r_coef[0] * 1.0 - net.x_coef[0] * 0.4, abs=1e-9)
+    assert res.x[hd.network.p[0, 0]] == pytest.approx(1.0, abs=MW_TOL)
+
+
+def test_import_block_follows_within_its_band_and_ramp_the_rest_is_imbalance():
+    # deficits 0.3 then 0.6 MW: the upstream follows 0.2 MW (band), at most 0.1 MW more per
+    # period (ramp) from the 0 it starts at
+    res, hd = _solve(_data([0.3, 0.6], band=0.2, ramp=0.1))
+    follow = res.x[hd.imports.follow]
+    imbalance = res.x[hd.imports.imb_pos] - res.x[hd.imports.imb_neg]
+    np.testing.assert_allclose(follow, [0.1, 0.2], atol=MW_TOL)
+    np.testing.assert_allclose(imbalance, [0.2, 0.4], atol=MW_TOL)
+
+
+def test_storage_block_energy_balance_with_efficiencies():
+    # a 0.3 MW deficit for an hour: the battery discharges 0.3 MW, its energy falls by 0.3/0.9;
+    # a 0.4 MW one meets the 0.1 MWh floor: 0.4 MWh above it give 0.36 MW for the hour
+    res, hd = _solve(_data([0.3]), modules=(BESS,))
+    assert res.x[hd.storage.pd[0, 0]] == pytest.approx(0.3, abs=MW_TOL)
+    assert res.x[hd.storage.e[0, 0]] == pytest.approx(0.5 - 0.3 / 0.9, abs=1e-6)
+    res, hd = _solve(_data([0.4]), modules=(BESS,))
+    assert res.x[hd.storage.pd[0, 0]] == pytest.approx(0.4 * 0.9, abs=MW_TOL)
+
+
+def test_dr_budget_bounds_the_whole_window():
+    # two hours of 0.3 MW deficit; the 0.3 MWh budget covers one hour in all, not one per hour
+    res, hd = _solve(_data([0.3, 0.3]), modules=(DR,))
+    curtailed = res.x[hd.dr.curtail[0]]
+    assert curtailed.sum() == pytest.approx(0.3, abs=MW_TOL)
+
+
+def test_generator_block_starts_at_minimum_and_ramps():
+    # a 0.4 MW deficit: the generator synchronises at its 0.1 MW minimum and ramps 0.01 MW/min
+    # (0.6 MW an hour); within the first hour it reaches min + ramp = 0.7 >= 0.4
+    res, hd = _solve(_data([0.4, 0.4]), modules=(GEN,))
+    np.testing.assert_allclose(res.x[hd.gen.p[0]], [0.4, 0.4], atol=MW_TOL)
+    assert res.x[hd.gen.s[0, 0]] == pytest.approx(1.0)
+
+
+def test_a_chosen_size_behaves_like_the_same_size_fixed():
+    # the blocks give Stage-I's sized units (rows with first-stage columns, big-M gates) and
+    # Stage-II's fixed ones (bounds) the same physics: the same optimum at the same size
+    data = _data([0.9, 1.4, 0.2, -0.5], band=0.1, ramp=0.05)
+    modules = (BESS, GEN, DR)
+    counts = [2, 1, 1]
+    fixed_ud = tuple(m.times(c) for m, c in zip(modules, counts, strict=True))
+    fixed, _ = _solve(data, modules=fixed_ud)
+    chosen, _ = _solve(data, modules=modules, sizes="chosen", fix=counts)
+    assert chosen.objective == pytest.approx(fixed.objective, rel=1e-7, abs=1e-6)
+    # relaxed, the chosen form's gates carry the largest size as their big-M: a weaker
+    # relaxation, never a tighter one (why the README measures relaxed against integral)
+    fixed_lp, _ = _solve(data, modules=fixed_ud, relax=True)
+    chosen_lp, _ = _solve(data, modules=modules, sizes="chosen", fix=counts, relax=True)
+    assert chosen_lp.objective <= fixed_lp.objective + 1e-6
+    assert fixed_lp.objective <= fixed.objective + 1e-6
