@@ -20,7 +20,7 @@ from scipy.spatial.distance import cdist
 from simgrid.config import Ambiguity, PlanningConfig, RunConfig
 from simgrid.errors import ConfigError
 from simgrid.fcm import Catalogue, load_catalogue
-from simgrid.ncio import DatasetKind, package_versions, read_dataset
+from simgrid.ncio import DatasetKind, package_versions
 from simgrid.optimization.benders import Benders
 from simgrid.optimization.blocks import Weights
 from simgrid.optimization.dispatch_model import network_data
@@ -32,7 +32,7 @@ from simgrid.optimization.windows import (
     expected_window,
     scenario_windows,
 )
-from simgrid.runner import SET_VARIABLES, check_scenario_network, prepare, with_scenario
+from simgrid.runner import check_scenario_network, prepare, read_set, with_scenario
 from simgrid.scenarios.reduce import standardised
 from simgrid.scenarios.scenarioset import EventTable
 
@@ -52,14 +52,7 @@ def overridden(cfg: PlanningConfig, **flags) -> PlanningConfig:
 
 
 def _problem(cfg: RunConfig, set_path: str, planning: PlanningConfig) -> PlanningProblem:
-    ds = read_dataset(
-        set_path,
-        DatasetKind.SCENARIO_SET,
-        source=cfg.source,
-        key="--scenarios",
-        required=(*SET_VARIABLES, "probability", "features"),
-        drop=("ai_load_mw",),
-    )
+    ds = read_set(set_path, cfg.source, drop=("ai_load_mw",))
     if cfg.dispatch.catalogue is None:
         raise ConfigError(cfg.source, "dispatch.catalogue", None, "is required to plan modules")
     catalogue = load_catalogue(cfg.dispatch.catalogue)

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from simgrid import __version__
-from simgrid.config import Ambiguity
+from simgrid.config import MAX_SEED, Ambiguity
 from simgrid.errors import ConfigError, SimgridError
 
 log = logging.getLogger("simgrid")
@@ -129,10 +129,10 @@ def _config(args: argparse.Namespace, seed: int | None = None):
 
 def _check_out(out: Path) -> None:
     """An output file: .nc, in an existing, writable folder (checked before any work)."""
+    if out.is_dir():
+        raise ConfigError("--out", "path", str(out), "is a folder; give a file name (.nc)")
     if out.suffix.lower() not in (".nc", ".nc4"):
         raise ConfigError("--out", "path", str(out), "must end in .nc")
-    if out.is_dir():
-        raise ConfigError("--out", "path", str(out), "is a folder; give a file name")
     _check_folder(out, out.parent)
 
 
@@ -205,8 +205,8 @@ def _run(args: argparse.Namespace) -> int:
     from simgrid.runner import build_policy, prepare, run, with_baseline
     from simgrid.types import DoNothing
 
-    if args.seed is not None and args.seed < 0:
-        raise ConfigError(args.config, "--seed", args.seed, "must be an integer >= 0")
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise ConfigError(args.config, "--seed", args.seed, f"must be an integer in 0..{MAX_SEED}")
     cfg = _config(args, seed=args.seed)
     out = Path(args.out) if args.out else Path("results") / f"{cfg.name}.nc"
     _check_out(out)
@@ -318,8 +318,8 @@ def _scenarios(args: argparse.Namespace) -> int:
         raise ConfigError("scenarios", "SPEC", None, "give a spec file (or --plot FILE)")
     if args.n is None or not 1 <= args.n <= MAX_SCENARIOS:
         raise ConfigError("scenarios", "--n", args.n, f"must be an integer in 1..{MAX_SCENARIOS:,}")
-    if args.seed < 0:
-        raise ConfigError("scenarios", "--seed", args.seed, "must be an integer >= 0")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ConfigError("scenarios", "--seed", args.seed, f"must be an integer in 0..{MAX_SEED}")
     if args.reduce is not None and not 1 <= args.reduce <= args.n:
         raise ConfigError("scenarios", "--reduce", args.reduce, f"must be in 1..{args.n} (--n)")
     out = Path(args.out)
@@ -439,6 +439,9 @@ def _main(argv: list[str] | None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # simgrid turns the libraries' failures into its own one-line errors
+    for name in ("pandapower", "numba", "distributed"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         commands = {
             "run": _run,

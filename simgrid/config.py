@@ -24,6 +24,19 @@ BUILTIN_CASES = ("case33bw",)
 # grow without bound; a longer study splits its horizon or uses a coarser step.
 MAX_STEPS = 1_100_000
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MAX_SEED = 2**63 - 1
+CONFIG_TABLES = (
+    "run",
+    "network",
+    "upstream",
+    "metrics",
+    "protection",
+    "dispatch",
+    "planning",
+    "allocation",
+    "campus",
+    "event",
+)
 LOAD_PROFILES = ("flat", "diurnal")
 
 
@@ -280,6 +293,20 @@ class Table:
     def has(self, name: str) -> bool:
         return name in self.data
 
+    def only(self, names: tuple[str, ...], what: str) -> None:
+        """Reject unknown keys now, before any required one is found missing: a misspelt or
+        foreign table (a spec given as a config, say) is named, not what it left out."""
+        for name in self.data:
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(
+                    self.source,
+                    self.key(name),
+                    self.data[name] if not isinstance(self.data[name], dict | list) else "...",
+                    f"unknown key in {what} (allowed: {', '.join(names)}){hint}",
+                )
+
     def number(
         self,
         name: str,
@@ -307,7 +334,9 @@ class Table:
             raise self.fail(name, f"must be <= {hi:g}")
         return v
 
-    def integer(self, name: str, default: int | None = None, *, lo: int | None = None) -> int:
+    def integer(
+        self, name: str, default: int | None = None, *, lo: int | None = None, hi: int | None = None
+    ) -> int:
         self.used.add(name)
         if name not in self.data:
             if default is None:
@@ -318,6 +347,8 @@ class Table:
             raise self.fail(name, "must be an integer")
         if lo is not None and v < lo:
             raise self.fail(name, f"must be an integer >= {lo}")
+        if hi is not None and v > hi:
+            raise self.fail(name, f"must be an integer <= {hi}")
         return v
 
     def string(
@@ -393,6 +424,7 @@ def parse_config(
 ) -> RunConfig:
     """Validate an already-parsed TOML document."""
     root = Table(data, "", source)
+    root.only(CONFIG_TABLES, "a run config")
     run = root.table("run")
     name = run.string("name", "run")
     if not RUN_NAME.fullmatch(name):
@@ -400,7 +432,7 @@ def parse_config(
     horizon_s = run.number("horizon_s", 86400.0, lo=0, lo_open=True)
     dt_s = run.number("dt_s", 60.0, lo=0, lo_open=True, hi=horizon_s)
     check_steps(run, horizon_s, dt_s)
-    file_seed = run.integer("seed", 0, lo=0)
+    file_seed = run.integer("seed", 0, lo=0, hi=MAX_SEED)
     run.done()
 
     network = parse_network(root.table("network"), base_dir)
@@ -486,8 +518,8 @@ def parse_network(t: Table, base_dir: Path) -> NetworkConfig:
         case = t.string("case", "case33bw", choices=BUILTIN_CASES)
     scale = t.number("scale_to_peak_mw", lo=0, lo_open=True) if t.has("scale_to_peak_mw") else None
     profile, profile_file = parse_profile(t, "load_profile", "diurnal", base_dir)
-    v_min = t.number("v_min_pu", 0.90, lo=0, lo_open=True)
-    v_max = t.number("v_max_pu", 1.10, lo=0, lo_open=True)
+    v_min = t.number("v_min_pu", 0.90, lo=0.5, hi=1.0)  # per unit: 0.9, not 90 (%)
+    v_max = t.number("v_max_pu", 1.10, lo=1.0, hi=1.5)
     if v_max <= v_min:
         raise t.fail("v_max_pu", f"must be greater than v_min_pu ({v_min:g})")
     cfg = NetworkConfig(

@@ -162,6 +162,7 @@ _KEYS = {
         "cost_per_mwh",
     ),
 }
+_UNBOUNDED = {"ramp_mw_per_min", "max_duration_s", "energy_mwh"}  # may be inf: no limit
 _FRACTIONS = {"eta_charge", "eta_discharge", "soc_min", "soc_max", "soc_target", "rebound_fraction"}
 
 
@@ -179,9 +180,16 @@ def _module(t: Table) -> Module:
         hi = 1.0 if key in _FRACTIONS else None
         lo_open = key in ("e_mwh", "eta_charge", "eta_discharge")
         fields[key] = t.number(
-            key, None if key == "e_mwh" else default, lo=0, lo_open=lo_open, hi=hi, allow_inf=True
+            key,
+            None if key == "e_mwh" else default,
+            lo=0,
+            lo_open=lo_open,
+            hi=hi,
+            allow_inf=key in _UNBOUNDED,
         )
     m = Module(**fields)
+    if m.type in STORAGE and m.soc_min > m.soc_max:
+        raise t.fail("soc_min", f"must not exceed soc_max ({m.soc_max:g})")
     if m.type in STORAGE and not m.soc_min <= m.soc_target <= m.soc_max:
         raise t.fail(
             "soc_target", f"must lie within [soc_min, soc_max] = [{m.soc_min:g}, {m.soc_max:g}]"
@@ -197,6 +205,7 @@ def _module(t: Table) -> Module:
 def load_catalogue(path: str | Path) -> Catalogue:
     data, text, source = read_toml(path)
     root = Table(data, "", source)
+    root.only(("module", "supplier"), "an FCM catalogue")
     modules = tuple(_module(t) for t in root.tables("module"))
     names = [m.name for m in modules]
     for i, n in enumerate(names):
@@ -222,22 +231,29 @@ def load_catalogue(path: str | Path) -> Catalogue:
 
 
 def build_units(
-    catalogue: Catalogue, entries: Sequence[AllocationEntry], n_bus: int, source: str
+    catalogue: Catalogue,
+    entries: Sequence[AllocationEntry],
+    n_bus: int,
+    source: str,
+    key: str = "allocation",
 ) -> tuple[Unit, ...]:
-    """Aggregate allocation entries into units (one per module type and bus)."""
+    """Aggregate allocation entries into units (one per module type and bus).
+
+    `source` and `key` name where the entries came from: a config's [[allocation]] tables, or
+    an allocation file (key `unit`: its entries along the dimension unit)."""
     names = [m.name for m in catalogue.modules]
     counts: dict[tuple[str, int], int] = {}
     for i, e in enumerate(entries):
         if e.module not in names:
             raise ConfigError(
                 source,
-                f"allocation[{i}].module",
+                f"{key}[{i}].module",
                 e.module,
                 f"must name a module of {catalogue.source} ({', '.join(names)})",
             )
         if not 0 <= e.bus < n_bus:
             raise ConfigError(
-                source, f"allocation[{i}].bus", e.bus, f"must be a bus index (0..{n_bus - 1})"
+                source, f"{key}[{i}].bus", e.bus, f"must be a bus index (0..{n_bus - 1})"
             )
         counts[(e.module, e.bus)] = counts.get((e.module, e.bus), 0) + e.count
     return tuple(

@@ -141,6 +141,10 @@ class DatasetKind(enum.StrEnum):
     ALLOCATION = "allocation"
 
     @property
+    def article(self) -> str:
+        return "an" if self is DatasetKind.ALLOCATION else "a"
+
+    @property
     def label(self) -> str:
         return {"run": "run dataset", "scenario_set": "ScenarioSet", "allocation": "allocation"}[
             self.value
@@ -193,6 +197,6 @@ def read_dataset(
     missing = [name for name in required if name not in ds.variables]
     if missing:
         raise ConfigError(
-            source, key, value, f"is a {kind.label} without {', '.join(missing)}: damaged?"
+            source, key, value, f"is {kind.article} {kind.label} without {', '.join(missing)}"
         )
     return ds

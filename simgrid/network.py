@@ -101,6 +101,12 @@ def load_pandapower_net(cfg: NetworkConfig, source: str = "<config>"):
     except ConfigError:
         raise
     except Exception as exc:  # a foreign file can fail in many ways inside the readers
+        if path.suffix.lower() == ".json" and isinstance(
+            exc, AttributeError | KeyError | TypeError
+        ):
+            raise ConfigError(
+                source, "network.file", str(path), "is not a pandapower network saved as JSON"
+            ) from None
         raise ConfigError(
             source,
             "network.file",
@@ -155,6 +161,7 @@ def build_network(cfg: NetworkConfig, source: str = "<config>") -> Network:
 
     net, name = load_pandapower_net(cfg, source)
     net = copy.deepcopy(net)
+    _check_elements(net, _network_key(cfg), source)
     tb.create_continuous_bus_index(net, start=0)
     nominal_p_mw = float(net.load.p_mw[net.load.in_service].sum())
     k = 1.0
@@ -202,16 +209,70 @@ def build_network(cfg: NetworkConfig, source: str = "<config>") -> Network:
     )
 
 
+def _network_key(cfg: NetworkConfig) -> tuple[str, str]:
+    return ("network.file", str(cfg.file)) if cfg.file else ("network.case", str(cfg.case))
+
+
+def _check_elements(net, key: tuple[str, str], source: str) -> None:
+    """What a power flow cannot make sense of: elements at buses the net lacks, non-finite or
+    zero impedances, non-positive base voltages, non-finite loads."""
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(source, key[0], key[1], why)
+
+    buses = set(net.bus.index)
+    for table, cols in _BUS_COLUMNS.items():
+        df = getattr(net, table)
+        for col in cols:
+            missing = sorted(set(df[col]) - buses) if len(df) else []
+            if missing:
+                raise bad(
+                    f"{table} {df.index[df[col] == missing[0]][0]} is at bus {missing[0]}, "
+                    "which the network does not have"
+                )
+    kv = net.bus.vn_kv.to_numpy(dtype=float)
+    if not np.all(np.isfinite(kv) & (kv > 0)):
+        raise bad(
+            f"bus {net.bus.index[~(np.isfinite(kv) & (kv > 0))][0]} has base voltage "
+            "vn_kv <= 0 or not a number: base voltages are positive kV"
+        )
+    line = net.line
+    r = (line.r_ohm_per_km * line.length_km).to_numpy(dtype=float)
+    x = (line.x_ohm_per_km * line.length_km).to_numpy(dtype=float)
+    broken = ~(np.isfinite(r) & np.isfinite(x)) | (np.hypot(r, x) <= 0)
+    if broken.any():
+        raise bad(
+            f"line {line.index[broken][0]} has zero or non-finite impedance "
+            "(r, x, length): a branch needs a finite, non-zero impedance"
+        )
+    for table in ("load", "sgen"):
+        df = getattr(net, table)
+        values = df[["p_mw", "q_mvar"]].to_numpy(dtype=float) if len(df) else np.zeros((0, 2))
+        if not np.isfinite(values).all():
+            raise bad(f"a {table} has a non-finite p_mw or q_mvar")
+
+
+_BUS_COLUMNS = {
+    "line": ("from_bus", "to_bus"),
+    "trafo": ("hv_bus", "lv_bus"),
+    "load": ("bus",),
+    "sgen": ("bus",),
+    "gen": ("bus",),
+    "ext_grid": ("bus",),
+}
+
+
 def _solve_base_case(net, cfg: NetworkConfig, name: str, source: str) -> None:
-    """Solve the base case in place; a network whose base case has no solution is an error."""
+    """Solve the base case in place; a network whose base case has no solution, or whose loads
+    are not all connected to the substation, is an error."""
     import pandapower as pp
 
+    key, value = _network_key(cfg)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             pp.runpp(net, numba=False)  # one solve: not worth numba's ~9 s compilation
-    except pp.LoadflowNotConverged:
-        key, value = ("network.file", str(cfg.file)) if cfg.file else ("network.case", cfg.case)
+    except Exception:  # LoadflowNotConverged, or the numerics of a network that cannot solve
         live = net.load.in_service
         p, q = float(net.load.p_mw[live].sum()), float(net.load.q_mvar[live].sum())
         kv = float(net.bus.vn_kv.max())
@@ -223,6 +284,15 @@ def _solve_base_case(net, cfg: NetworkConfig, name: str, source: str) -> None:
             f"on a {kv:g} kV network): check the units of its loads (kW or MW) and "
             "impedances (ohm or per unit), and network.scale_to_peak_mw",
         ) from None
+    cut_off = net.res_bus.vm_pu.isna() & net.bus.index.isin(net.load.bus[net.load.p_mw > 0])
+    if cut_off.any():
+        raise ConfigError(
+            source,
+            key,
+            value,
+            f"{int(cut_off.sum())} of {len(net.bus)} buses with load are not connected to the "
+            "substation in the base case (open branches?): the base case must supply every load",
+        )
 
 
 def check_placement(
@@ -248,4 +318,12 @@ def check_placement(
                 f"{event_key}[{i}].line",
                 e.line,
                 f"must be a line index of {network.name} (0..{network.n_line - 1})",
+            )
+        if e.line is not None and not network.line_in_service[e.line]:
+            raise ConfigError(
+                source,
+                f"{event_key}[{i}].line",
+                e.line,
+                f"is normally open in {network.name} (a tie switch): an outage must take out "
+                "an in-service line",
             )

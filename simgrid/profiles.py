@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import csv
 import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +41,10 @@ _RTS_WINTER_WEEKDAY_PCT = (
     63,
 )
 DAY_S = 86400.0
+# A feeder's load as a fraction of its case's nominal (peak) load: up to 2 allows growth above
+# the nominal; a campus's utilisation is a fraction of its nameplate: at most 1.
+MAX_LOAD_FACTOR = 2.0
+MAX_UTILISATION = 1.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,11 +73,15 @@ def diurnal() -> LoadProfile:
 
 
 def from_csv(
-    path: Path, source: str = "<config>", key: str = "network.load_profile"
+    path: Path,
+    source: str = "<config>",
+    key: str = "network.load_profile",
+    max_factor: float = MAX_LOAD_FACTOR,
 ) -> LoadProfile:
     """Read `t_s,factor` rows (a header line is allowed); linear in between, held at the ends.
 
-    Every value must be a finite number, times strictly increasing, factors >= 0.
+    Every value must be a finite number, times strictly increasing, factors in [0,
+    `max_factor`] (fractions, not percent).
     """
 
     def bad(allowed: str) -> ConfigError:
@@ -81,40 +89,56 @@ def from_csv(
 
     try:
         text = path.read_bytes().decode("utf-8")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # numpy warns on empty input; judged below
-            rows = np.genfromtxt(io.StringIO(text), delimiter=",", dtype=float)
     except OSError as exc:
         raise bad(f"cannot be read ({exc.strerror})") from None
     except UnicodeDecodeError:
         raise bad("is not UTF-8 text: a CSV file t_s,factor is") from None
-    except ValueError as exc:
-        raise bad(f"cannot be read as CSV ({exc})") from None
-    rows = np.atleast_2d(rows)
-    rows = rows[~np.isnan(rows).all(axis=1)] if rows.size else rows  # a header line
-    if rows.ndim != 2 or rows.shape[1] != 2 or len(rows) == 0 or np.isnan(rows).any():
-        raise bad("must hold two numeric columns t_s,factor")
-    if not np.isfinite(rows).all():
-        row = rows[np.flatnonzero(~np.isfinite(rows).all(axis=1))[0]]
+    rows = []
+    for n, cells in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not cells or all(not c.strip() for c in cells):
+            continue
+        if len(cells) != 2:
+            raise bad(f"line {n} has {len(cells)} columns: it must hold two, t_s,factor")
+        try:
+            rows.append([float(c) for c in cells])
+        except ValueError:
+            if rows or n > 1:  # only a first line may be a header
+                raise bad(f"line {n} holds {cells!r}: t_s,factor must be numbers") from None
+    if not rows:
+        raise bad("holds no rows t_s,factor")
+    values = np.array(rows)
+    if not np.isfinite(values).all():
+        row = values[~np.isfinite(values).all(axis=1)][0]
         raise bad(f"holds the row {row.tolist()}: every value must be a finite number")
-    t, f = rows[:, 0], rows[:, 1]
+    t, f = values[:, 0], values[:, 1]
     if np.any(np.diff(t) <= 0):
         raise bad("t_s must increase strictly")
-    if np.any(f < 0):
-        raise bad("factors must be >= 0")
+    if np.any(f < 0) or np.any(f > max_factor):
+        raise bad(
+            f"factors must lie in [0, {max_factor:g}] (fractions of the nominal load, not "
+            f"percent; found {f.min():g}..{f.max():g})"
+        )
     return LoadProfile(t, f)
 
 
 def load_profile(
-    name: str, file: Path | None, source: str = "<config>", key: str = "network.load_profile"
+    name: str,
+    file: Path | None,
+    source: str = "<config>",
+    key: str = "network.load_profile",
+    max_factor: float = MAX_LOAD_FACTOR,
 ) -> LoadProfile:
     if file is not None:
-        return from_csv(file, source, key)
+        return from_csv(file, source, key, max_factor)
     return {"flat": flat, "diurnal": diurnal}[name]()
 
 
 def campus_profile(campus: Campus, source: str = "<config>") -> LoadProfile:
     """The base utilisation shape of an AI campus."""
     return load_profile(
-        campus.profile, campus.profile_file, source, f"campus {campus.name}: utilisation_profile"
+        campus.profile,
+        campus.profile_file,
+        source,
+        f"campus {campus.name}: utilisation_profile",
+        MAX_UTILISATION,
     )

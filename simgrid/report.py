@@ -10,7 +10,7 @@ import xarray as xr
 from simgrid.aiload import campus_loads_mw
 from simgrid.ncio import DatasetKind, read_dataset
 from simgrid.profiles import campus_profile
-from simgrid.scenarios.scenarioset import EventTable, set_campuses
+from simgrid.scenarios.scenarioset import EventTable, check_set, set_campuses
 
 
 def _curves(ds: xr.Dataset, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,6 +38,8 @@ def plot_scenarios(path: str | Path, out_dir: str | Path, n_samples: int = 6) ->
         key="--plot",
         required=("event_kind", "n_events", "probability", "source_index", "campus_p_nom_mw"),
     )
+    ds.encoding["source"] = str(path)
+    check_set(ds, str(path), "--plot")
     out_dir = Path(out_dir)
     out_dir.mkdir(exist_ok=True)
     name = ds.attrs.get("spec_name", Path(path).stem)

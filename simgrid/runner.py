@@ -16,6 +16,7 @@ from simgrid.errors import ConfigError
 from simgrid.metrics import with_metrics
 from simgrid.ncio import DatasetKind, package_versions, read_dataset
 from simgrid.network import Network, build_network, check_placement
+from simgrid.powerflow import PowerFlowEngine
 from simgrid.profiles import campus_profile, load_profile
 from simgrid.types import DispatchPolicy
 
@@ -23,8 +24,10 @@ from simgrid.types import DispatchPolicy
 def prepare(cfg: RunConfig) -> SimulationInputs:
     """Build everything a run needs from its config (validates placements too)."""
     network = build_network(cfg.network, cfg.source)
+    check_engine_base_case(network, cfg)
     check_scenario_network(cfg, network)
-    check_placement(cfg.source, cfg.campuses, cfg.events, network)
+    placed_by = cfg.scenario.file if cfg.scenario else cfg.source
+    check_placement(placed_by, cfg.campuses, cfg.events, network)
     profile = load_profile(cfg.network.load_profile, cfg.network.load_profile_file, cfg.source)
     campus_profiles = tuple(campus_profile(c, cfg.source) for c in cfg.campuses)
     return SimulationInputs(cfg, network, profile, campus_profiles)
@@ -48,10 +51,10 @@ def allocated_units(cfg: RunConfig, inputs: SimulationInputs):
 
     dc = cfg.dispatch
     catalogue = load_catalogue(dc.catalogue)
-    entries = dc.allocation
-    if dc.allocation_file is not None:
-        entries = read_allocation(dc.allocation_file, cfg.source)
-    return build_units(catalogue, entries, inputs.network.n_bus, cfg.source)
+    if dc.allocation_file is None:
+        return build_units(catalogue, dc.allocation, inputs.network.n_bus, cfg.source)
+    entries = read_allocation(dc.allocation_file, cfg.source)
+    return build_units(catalogue, entries, inputs.network.n_bus, str(dc.allocation_file), "unit")
 
 
 def build_policy(
@@ -195,10 +198,29 @@ SET_VARIABLES = (
     "event_line",
     "event_start_s",
     "n_events",
+    "probability",
     "source_index",
     "campus_bus",
     "campus_p_nom_mw",
+    "campus_profile",
 )
+
+
+def read_set(set_path: str | Path, source: str, drop=("ai_load_mw", "distance")) -> xr.Dataset:
+    """A ScenarioSet file, read through the guarded reader and checked whole."""
+    from simgrid.scenarios.scenarioset import check_set
+
+    ds = read_dataset(
+        set_path,
+        DatasetKind.SCENARIO_SET,
+        source=source,
+        key="--scenarios",
+        required=SET_VARIABLES,
+        drop=drop,
+    )
+    ds.encoding["source"] = str(set_path)
+    check_set(ds, str(set_path), "--scenarios")
+    return ds
 
 
 def with_scenario(cfg: RunConfig, set_path: str | Path, index: int) -> RunConfig:
@@ -206,14 +228,7 @@ def with_scenario(cfg: RunConfig, set_path: str | Path, index: int) -> RunConfig
     from simgrid.scenarios.scenarioset import scenario_events, set_campuses
 
     source = str(set_path)
-    ds = read_dataset(
-        set_path,
-        DatasetKind.SCENARIO_SET,
-        source=cfg.source,
-        key="--scenarios",
-        required=SET_VARIABLES,
-        drop=("ai_load_mw", "distance"),
-    )
+    ds = read_set(set_path, cfg.source)
     n = ds.sizes["scenario"]
     if not 0 <= index < n:
         raise ConfigError(source, "--index", index, f"must be a scenario of the set (0..{n - 1})")
@@ -238,6 +253,23 @@ def with_scenario(cfg: RunConfig, set_path: str | Path, index: int) -> RunConfig
             int(ds.attrs.get("network_n_bus", -1)),
         ),
     )
+
+
+def check_engine_base_case(network: Network, cfg: RunConfig) -> None:
+    """The simulator's own engine must solve the base case too (it works in float32
+    injections: absurd scales that pandapower still solves can fail here)."""
+    res = PowerFlowEngine(network).solve(network.base_load_p_mw, network.base_load_q_mvar)
+    if not res.converged:
+        key = "network.file" if cfg.network.file else "network.case"
+        value = str(cfg.network.file or cfg.network.case)
+        raise ConfigError(
+            cfg.source,
+            key,
+            value,
+            f"the base case power flow of {network.name} has no solution in the simulator "
+            f"({network.base_load_p_mw.sum():.6g} MW, loads x {network.scale:.6g}): check "
+            "network.scale_to_peak_mw and the units of the network's loads",
+        )
 
 
 def check_scenario_network(cfg: RunConfig, network: Network) -> None:

@@ -45,3 +45,19 @@ ramp_mw_per_min = 0.05
 @pytest.fixture
 def minimal_toml() -> str:
     return MINIMAL
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _case33bw_once():
+    """pandapower builds case33bw from JSON on every call (about a second); the tests build
+    it hundreds of times, so they share one copy (deep-copied per call, as simgrid mutates
+    what it gets)."""
+    import copy
+
+    import pandapower.networks as pn
+
+    original = pn.case33bw
+    built = original()
+    pn.case33bw = lambda: copy.deepcopy(built)
+    yield
+    pn.case33bw = original

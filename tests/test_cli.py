@@ -38,7 +38,7 @@ BAD = [
     ),
     (
         "inverted voltage limits",
-        MINIMAL.replace("[upstream]", "v_min_pu = 1.05\nv_max_pu = 0.95\n[upstream]"),
+        MINIMAL.replace("[upstream]", "v_min_pu = 1.0\nv_max_pu = 1.0\n[upstream]"),
         "network.v_max_pu",
     ),
     ("missing upstream band", MINIMAL.replace("band_mw = 0.1\n", ""), "upstream.band_mw"),

@@ -177,4 +177,17 @@ def parse_dist(
     if family is Family.LOGNORMAL and low < 0:
         raise t.fail("low", "must be >= 0 for a lognormal")
     t.done()
-    return Dist(family, low, high, *params)
+    dist = Dist(family, low, high, *params)
+    with np.errstate(all="ignore"):
+        f_low, f_high = dist._cdf_bounds
+    if not f_high - f_low > MIN_MASS:
+        name = names[0] if names else "high"
+        raise t.fail(
+            name,
+            f"leaves (almost) no probability within [low, high] = [{low:g}, {high:g}]: are the "
+            "parameters in the units of the bounds?",
+        )
+    return dist
+
+
+MIN_MASS = 1e-6  # a truncated distribution needs some probability left between its bounds

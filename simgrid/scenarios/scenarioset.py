@@ -88,6 +88,14 @@ def build_context(spec: ScenarioSpec) -> SetContext:
                     line,
                     f"must be line indices of {network.name} (0..{network.n_line - 1})",
                 )
+            if not network.line_in_service[line]:
+                raise ConfigError(
+                    spec.source,
+                    f"shock[{i}].lines",
+                    line,
+                    f"is normally open in {network.name} (a tie switch): outages take out "
+                    "in-service lines",
+                )
     load = network.base_load_p_mw.copy()
     for c in spec.campuses:
         load[c.bus] += c.base_utilisation * c.p_nom_mw
@@ -314,6 +322,42 @@ class EventTable:
             )
             for j in range(int(self.n_events[i]))
         )
+
+
+def check_set(ds: xr.Dataset, source: str, key: str) -> None:
+    """A ScenarioSet read from a file is whole and consistent, or a ConfigError naming it."""
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(source, key, str(ds.encoding.get("source", source)), why)
+
+    for attr in ("horizon_s", "dt_s", "seed"):
+        if attr not in ds.attrs:
+            raise bad(f"has no {attr} attribute: not a whole ScenarioSet")
+    n = ds.sizes.get("scenario", 0)
+    if n == 0:
+        raise bad("holds no scenario")
+    counts = ds["n_events"].to_numpy()
+    width = ds.sizes.get("event", 0)
+    if counts.dtype.kind not in "iu" or counts.min() < 0 or counts.max() > width:
+        raise bad(f"n_events must count events within the event table (0..{width})")
+    kinds = ds["event_kind"].to_numpy().astype(str)
+    used = np.arange(width)[None, :] < counts[:, None]
+    unknown = sorted(set(kinds[used]) - {k.value for k in EventKind})
+    if unknown:
+        raise bad(
+            f"event_kind holds {unknown[0]!r}: kinds are {', '.join(k.value for k in EventKind)}"
+        )
+    campuses = set(ds["campus"].to_numpy().astype(str))
+    named = ds["event_campus"].to_numpy().astype(str)[used & (kinds != "line_outage")]
+    stray = sorted(set(named) - campuses)
+    if stray:
+        raise bad(f"event_campus names {stray[0]!r}, not a campus of the set")
+    p = ds["probability"].to_numpy()
+    if not (np.all(np.isfinite(p)) and np.all(p >= 0) and p.sum() > 0):
+        raise bad("probability must hold finite, non-negative numbers of positive sum")
+    for prof in ds["campus_profile"].to_numpy().astype(str):
+        if prof.lower().endswith(".csv") and not Path(prof).is_file():
+            raise bad(f"names the utilisation profile {prof}, which no longer exists")
 
 
 def scenario_events(ds: xr.Dataset, index: int) -> tuple[Event, ...]:

@@ -103,6 +103,7 @@ def parse_spec(
     data: dict[str, Any], *, source: str = "<spec>", text: str = "", base_dir: Path = Path(".")
 ) -> ScenarioSpec:
     root = Table(data, "", source)
+    root.only(("spec", "network", "campus", "shock"), "a scenario spec")
     head = root.table("spec")
     name = head.string("name", "scenarios")
     horizon_s = head.number("horizon_s", 86400.0, lo=0, lo_open=True)
@@ -171,12 +172,19 @@ def _shock(t: Table, campus_names: list[str], horizon_s: float) -> Shock:
     fields: dict[str, Any] = {"kind": kind, "rate_per_day": rate, "count": count, "start": start}
 
     if kind is ShockKind.LINE_OUTAGE:
-        lines = t.data.get("lines", [])
+        lines = t.data.get("lines", None)
         t.used.add("lines")
-        if not isinstance(lines, list) or not all(
-            isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in lines
+        if lines is not None and (
+            not isinstance(lines, list)
+            or not lines
+            or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in lines)
         ):
-            raise t.fail("lines", "must be a list of line indices (integers >= 0)")
+            raise t.fail(
+                "lines",
+                "must be a non-empty list of line indices (integers >= 0); leave it out for "
+                "every in-service line",
+            )
+        lines = lines or []
         fields.update(
             event_kind=EventKind.LINE_OUTAGE,
             lines=tuple(lines),
@@ -203,7 +211,9 @@ def _shock(t: Table, campus_names: list[str], horizon_s: float) -> Shock:
             raise t.fail("campuses", "a coincident shock needs at least two distinct campuses")
         event_kind = EventKind(t.string("shock", choices=_COINCIDENT_OF))
         fields["correlation"] = t.number("correlation", lo=0, hi=1)
-        fields["start_jitter"] = parse_dist(t, "start_jitter_s", lo=0, default=fixed(0.0))
+        fields["start_jitter"] = parse_dist(
+            t, "start_jitter_s", lo=0, hi=horizon_s, default=fixed(0.0)
+        )
     else:
         event_kind = _AI_KINDS[kind]
     fields["event_kind"] = event_kind

@@ -1,0 +1,2 @@
+import pandapower.networks as pn
+net = pn.case33bw()

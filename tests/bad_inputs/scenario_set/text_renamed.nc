@@ -1,0 +1,2 @@
+scenario,event,kind
+0,0,ramp_up
