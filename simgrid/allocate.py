@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -25,7 +26,13 @@ from simgrid.optimization.benders import Benders
 from simgrid.optimization.blocks import Weights
 from simgrid.optimization.dispatch_model import network_data
 from simgrid.optimization.losses import marginal_loss_factors
-from simgrid.optimization.planner import PlanningProblem, PlanResult, plan, uses_benders
+from simgrid.optimization.planner import (
+    PlanningProblem,
+    PlanResult,
+    Purchase,
+    plan,
+    uses_benders,
+)
 from simgrid.optimization.solve import Progress
 from simgrid.optimization.windows import (
     PlanContext,
@@ -33,7 +40,7 @@ from simgrid.optimization.windows import (
     scenario_windows,
 )
 from simgrid.runner import check_scenario_network, prepare, read_set, with_scenario
-from simgrid.scenarios.reduce import standardised
+from simgrid.scenarios.reduce import MAX_DISTANCE_SCENARIOS, standardised
 from simgrid.scenarios.scenarioset import EventTable
 
 
@@ -108,9 +115,21 @@ def _problem(cfg: RunConfig, set_path: str, planning: PlanningConfig) -> Plannin
 
 
 def _distance(ds: xr.Dataset) -> np.ndarray:
-    """The set's scenario distance (stored for small sets; else from its features)."""
-    if "distance" in ds:
-        return ds["distance"].to_numpy()
+    """The scenarios' distance: L2 between standardised features (scenarios/reduce.py).
+
+    Always computed here, on the set's `feature_scale`: a `distance` matrix stored by older
+    versions is ignored, so every set is measured the same way. A set of more than
+    `MAX_DISTANCE_SCENARIOS` scenarios is refused (the matrix is S x S).
+    """
+    n = ds.sizes["scenario"]
+    if n > MAX_DISTANCE_SCENARIOS:
+        raise ConfigError(
+            str(ds.encoding.get("source", "the scenario set")),
+            "scenarios",
+            n,
+            f"too many for the planner's scenario-by-scenario distance (at most "
+            f"{MAX_DISTANCE_SCENARIOS:,}): reduce the set (simgrid scenarios ... --reduce S)",
+        )
     z = np.nan_to_num(standardised(ds), nan=0.0, posinf=0.0)
     return cdist(z, z)
 
@@ -133,6 +152,13 @@ def allocate(
     # the deterministic plan, judged like ours (the same scenario LPs when decomposed)
     eev = solver.evaluate(ev.purchases) if solver else plan(problem, fixed=ev.purchases)
     return Allocation(result, ev, eev.objective - result.objective)
+
+
+def judge(
+    cfg: RunConfig, set_path: str, planning: PlanningConfig, purchases: Sequence[Purchase]
+) -> PlanResult:
+    """A given allocation in the planning model of `set_path`'s scenarios (its recourse)."""
+    return plan(_problem(cfg, set_path, planning), fixed=purchases)
 
 
 def allocation_result_dataset(

@@ -203,9 +203,8 @@ def test_reduction_keeps_probability_mean_and_tail():
     red = reduce_set(ds, 100, seed=1)
     p = red["probability"].to_numpy()
     assert red.sizes["scenario"] <= 100 and p.sum() == pytest.approx(1.0, abs=1e-12)
-    d = red["distance"].to_numpy()
-    np.testing.assert_array_equal(d, d.T)
-    assert np.all(np.diag(d) == 0) and np.all(d[~np.eye(len(d), dtype=bool)] >= 0)
+    assert "distance" not in red
+    np.testing.assert_array_equal(red["feature_scale"], ds["features"].std(axis=0))
     full, kept = ds["features"].to_numpy(), red["features"].to_numpy()
     names = list(ds["feature"].to_numpy().astype(str))
     mean_full, mean_red = full.mean(axis=0), (kept * p[:, None]).sum(axis=0)
@@ -218,6 +217,59 @@ def test_reduction_keeps_probability_mean_and_tail():
     )
     # medoids are real scenarios: their features are the full set's rows
     np.testing.assert_array_equal(kept, full[red["source_index"].to_numpy()])
+
+
+def test_written_set_stores_no_distance_and_grows_linearly(tmp_path):
+    spec, ctx, ds = _stat_set()
+    half = generate(ctx, 11, N_STAT // 2)  # its own (shorter) longest scenario
+    sizes = []
+    for name, s in (("half", half), ("full", ds)):
+        path = write_set(with_distance(s), tmp_path / f"{name}.nc")
+        with xr.open_dataset(path) as saved:
+            assert "distance" not in saved and "scenario_to" not in saved.dims
+            np.testing.assert_array_equal(saved["feature_scale"], s["features"].std(axis=0))
+            assert saved["event_kind"].to_numpy().astype(str).tolist() == (
+                s["event_kind"].to_numpy().astype(str).tolist()
+            )
+        sizes.append(path.stat().st_size)
+    assert ds.sizes["event"] > half.sizes["event"]  # the padding widened: yet linear on disk
+    assert sizes[1] < 2.2 * sizes[0], sizes
+
+
+def test_planner_distance_is_computed_from_the_standardised_features():
+    from scipy.spatial.distance import cdist
+
+    from simgrid.allocate import _distance
+
+    spec, ctx, ds = _stat_set()
+    red = reduce_set(ds, 30, seed=2)
+    z = red["features"].to_numpy() / ds["features"].to_numpy().std(axis=0)  # the full set's
+    z[:, ~np.isfinite(z).all(axis=0)] = 0.0
+    d = _distance(red)
+    np.testing.assert_allclose(d, cdist(z, z), rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(d, d.T)
+    assert np.all(np.diag(d) == 0) and np.all(d[~np.eye(len(d), dtype=bool)] > 0)
+    # a matrix stored by an older version is ignored: every set is measured the same way
+    old = red.assign(distance=(("scenario", "scenario_to"), np.ones_like(d)))
+    np.testing.assert_array_equal(_distance(old), d)
+    assert "distance" not in with_distance(old)
+
+
+def test_planner_refuses_a_set_too_large_for_its_distance_matrix():
+    from simgrid.allocate import _distance
+    from simgrid.errors import ConfigError
+    from simgrid.scenarios.reduce import MAX_DISTANCE_SCENARIOS
+
+    n = MAX_DISTANCE_SCENARIOS + 1
+    rng = np.random.default_rng(0)
+    big = xr.Dataset({"features": (("scenario", "feature"), rng.random((n, 6)))})
+    big.encoding["source"] = "stress/big.nc"
+    with pytest.raises(ConfigError) as err:
+        _distance(big)
+    msg = str(err.value)
+    assert len(msg.splitlines()) == 1
+    assert "stress/big.nc" in msg and f"{n}" in msg and f"{MAX_DISTANCE_SCENARIOS:,}" in msg
+    assert _distance(big.isel(scenario=slice(0, 3))).shape == (3, 3)
 
 
 BAD_SPECS = [

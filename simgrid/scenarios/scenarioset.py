@@ -1,8 +1,12 @@
 """ScenarioSet: scenarios as an xarray Dataset (dims `scenario`, `event`, `campus`, `feature`).
 
-The event table is padded to the longest scenario (kind '' and NaN beyond `n_events`). Shock
-features (below) support reduction and the Wasserstein distance of Stage-I. Materialised AI
-load curves `ai_load_mw(scenario, time, campus)` are streamed to the file in chunks.
+The event table is padded to the longest scenario (kind '' and NaN beyond `n_events`), and
+compressed on disk so the padding costs next to nothing. Shock features (below) support
+reduction and the Wasserstein distance of Stage-I, which is computed from them where it is used
+(scenarios/reduce.py); the set stores only their scale. Nothing is quadratic in the number of
+scenarios N: on disk a set grows with the events drawn; in memory the table is N x the longest
+scenario (which grows only slowly with N). Materialised AI load curves
+`ai_load_mw(scenario, time, campus)` are streamed to the file in chunks.
 """
 
 from __future__ import annotations
@@ -405,10 +409,17 @@ def write_set(
             out = ds.assign_coords(
                 time=("time", ctx.t_s, {"units": "s", "long_name": "seconds since start"})
             )
+        # the padded (scenario, event) table compressed: padding costs next to nothing on disk,
+        # so the file grows with the events drawn, not with N x the longest scenario; strings
+        # as compressible character arrays (a variable-length string takes ~20 bytes each)
         enc = {
-            name: {"zlib": True, "complevel": 1}
+            name: {
+                "zlib": True,
+                "complevel": 1,
+                **({"dtype": "S1"} if v.dtype.kind in "OU" else {}),
+            }
             for name, v in out.data_vars.items()
-            if v.ndim >= 2 and v.dtype.kind == "f"
+            if v.ndim >= 2 and v.dtype.kind in "fiuOU"
         }
         out.to_netcdf(tmp, engine="netcdf4", encoding=enc)
         if ctx is None:
