@@ -1,4 +1,6 @@
-"""Command line: `simgrid run`, `simgrid validate`. The only place that configures logging."""
+"""Command line: `simgrid run | validate | scenarios | allocate | stress | evaluate | report`.
+
+The only place that configures logging."""
 
 from __future__ import annotations
 
@@ -88,6 +90,42 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--alpha", type=float, help="CVaR level (0..1)")
     a.add_argument("--beta", type=float, help="weight of CVaR against the mean (0..1)")
     a.add_argument("--no-progress", action="store_true", help="never show the solver's progress")
+    st = sub.add_parser(
+        "stress",
+        help="Monte Carlo stress test: every scenario of a set in closed loop, on dask",
+    )
+    st.add_argument("config", help="run config (TOML)")
+    st.add_argument("--scenarios", metavar="FILE", required=True, help="ScenarioSet (NetCDF)")
+    _allocation_flag(st)
+    _cluster_flags(st)
+    st.add_argument("--out", help="output folder (default: results/<name>_stress)")
+    st.add_argument(
+        "--timeseries", action="store_true", help="keep every episode's time series (large)"
+    )
+    st.add_argument(
+        "--levels", type=float, nargs="+", default=[0.95], help="VaR/CVaR levels (default 0.95)"
+    )
+    st.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    ev = sub.add_parser(
+        "evaluate",
+        help="allocations out of sample: each, and do-nothing, in closed loop on one scenario set",
+    )
+    ev.add_argument("config", help="run config (TOML)")
+    ev.add_argument(
+        "--allocations", metavar="FILE", nargs="+", required=True, help="allocation files (NetCDF)"
+    )
+    ev.add_argument("--scenarios", metavar="FILE", required=True, help="held-out ScenarioSet")
+    _cluster_flags(ev)
+    ev.add_argument("--out", help="output folder (default: results/<name>_evaluation)")
+    ev.add_argument("--level", type=float, default=0.95, help="CVaR level (default 0.95)")
+    ev.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    rp = sub.add_parser(
+        "report",
+        help="PNG plots and a Markdown summary of a run, stress, evaluation or allocation file",
+    )
+    rp.add_argument("result", help="a simgrid NetCDF result, or a stress test's folder")
+    rp.add_argument("--out", required=True, help="output folder (created inside an existing one)")
+    rp.add_argument("--event", type=int, help="event of the resilience trapezoid (default: worst)")
     v = sub.add_parser("validate", help="check a config (and its network) without running it")
     v.add_argument("config", help="run config (TOML)")
     _scenario_flags(v)
@@ -102,6 +140,12 @@ def _scenario_flags(p: argparse.ArgumentParser) -> None:
         help="take campuses and events from a ScenarioSet instead of the config",
     )
     p.add_argument("--index", type=int, help="scenario of --scenarios (default 0)")
+
+
+def _cluster_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, help="local dask workers (default: one per core)")
+    g.add_argument("--scheduler", metavar="ADDRESS", help="an existing dask scheduler")
 
 
 def _allocation_flag(p: argparse.ArgumentParser) -> None:
@@ -345,6 +389,144 @@ def _scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stress(args: argparse.Namespace) -> int:
+    from simgrid.runner.episode import StressSpec
+
+    spec = StressSpec(
+        config=args.config,
+        scenarios=args.scenarios,
+        out_dir="",
+        allocation=args.allocation,
+        timeseries=args.timeseries,
+    )
+    cfg, n = _check_stress(spec, args)
+    out = Path(args.out) if args.out else Path("results") / f"{cfg.name}_stress"
+    _check_out_dir(out)
+    spec = replace(spec, out_dir=str(out))
+    ds = _stress_run(spec, n, args, cfg.planning.days_per_year)
+    print(f"simgrid: {cfg.name}: {n} episodes -> {out / 'stress.nc'}")
+    print(_stress_summary(ds))
+    return 0
+
+
+def _check_stress(spec, args) -> tuple:
+    """Everything an episode reads, checked here before any worker starts."""
+    from simgrid.runner import check_units, prepare, read_set, scenario_of
+    from simgrid.runner.episode import load
+
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(args.config, "--workers", args.workers, "must be an integer >= 1")
+    for level in args.levels:
+        if not 0 < level < 1:
+            raise ConfigError(args.config, "--levels", level, "must lie in (0, 1)")
+    cfg = load(spec)
+    ds = read_set(spec.scenarios, cfg.source)
+    first = scenario_of(cfg, ds, spec.scenarios, 0)
+    check_units(first, prepare(first))
+    return cfg, ds.sizes["scenario"]
+
+
+def _stress_run(spec, n: int, args, days_per_year: float):
+    """Run (or resume) the episodes on dask, then combine, write stress.nc and the worst
+    episode's time series."""
+    from simgrid.ncio import write_dataset
+    from simgrid.runner.stress import combine, write_worst_episode
+
+    indices = list(range(n))
+    _episodes([(spec, indices)], args)
+    ds = combine(spec, indices, levels=tuple(args.levels), days_per_year=days_per_year)
+    write_dataset(ds, Path(spec.out_dir) / "stress.nc")
+    write_worst_episode(spec, ds)
+    return ds
+
+
+def _episodes(jobs, args) -> None:
+    """Run the jobs' episodes on dask with a progress bar (done, failed, rate, ETA)."""
+    from tqdm import tqdm
+
+    from simgrid.runner.cluster import run_episodes
+
+    total = sum(len(indices) for _, indices in jobs)
+    show = not args.no_progress and sys.stderr.isatty()
+    with tqdm(total=total, unit="episode", desc="episodes", disable=not show, leave=False) as bar:
+
+        def progress(p) -> None:
+            if p.done == 0:  # the start: episodes already on disk are skipped
+                bar.initial = bar.n = total - p.total
+            else:
+                bar.update(1)
+            bar.set_postfix(failed=p.failed, refresh=True)
+
+        run_episodes(jobs, workers=args.workers, scheduler=args.scheduler, progress=progress)
+
+
+def _stress_summary(ds) -> str:
+    lines = [f"  episodes: {ds.attrs['n_episodes']}, failed: {ds.attrs['n_failed']}"]
+    stats = list(ds["statistic"].values)
+    cvar = next((s for s in stats if s.startswith("cvar_") and s.count("_") == 1), None)
+    header = f"  {'metric':30s} {'mean':>12} {'95% CI of mean':>23}"
+    lines.append(header + (f" {cvar.upper():>12}" if cvar else ""))
+    for m in ds["metric"].values:
+        row = ds["summary"].sel(metric=m)
+        ci = f"[{float(row.sel(statistic='mean_ci_low')):.4g}, " + (
+            f"{float(row.sel(statistic='mean_ci_high')):.4g}]"
+        )
+        text = f"  {m:30s} {float(row.sel(statistic='mean')):12.4g} {ci:>23}"
+        if cvar:
+            text += f" {float(row.sel(statistic=cvar)):12.4g}"
+        lines.append(text)
+    for name in ("eens_mwh_per_yr", "lole_days_per_yr", "saifi", "saidi_h", "caidi_h"):
+        if name in ds:
+            lines.append(f"  {name:30s} {float(ds[name]):12.4g} {ds[name].attrs['units']}")
+    return "\n".join(lines)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from simgrid import evaluate as ev
+    from simgrid.ncio import atomic_path, write_dataset
+    from simgrid.runner.episode import StressSpec, load
+    from simgrid.runner.stress import combine
+
+    if not 0 < args.level < 1:
+        raise ConfigError(args.config, "--level", args.level, "must lie in (0, 1)")
+    args.levels = [args.level]
+    cfg = load(StressSpec(args.config, args.scenarios, ""))
+    cands = ev.candidates(cfg, args.allocations)
+    out = Path(args.out) if args.out else Path("results") / f"{cfg.name}_evaluation"
+    _check_out_dir(out)
+    specs = ev.specs(args.config, args.scenarios, out, cands)
+    n = max(_check_stress(spec, args)[1] for spec in specs)
+    indices = list(range(n))
+    t0 = time.perf_counter()
+    _episodes([(spec, indices) for spec in specs], args)
+    results = []
+    for spec in specs:
+        ds = combine(spec, indices, levels=(args.level,), days_per_year=cfg.planning.days_per_year)
+        results.append(ds)
+        write_dataset(ds, Path(spec.out_dir) / "stress.nc")
+    planned = [ev.planned_recourse(cfg, args.scenarios, c) for c in cands]
+    table = ev.evaluation_dataset(cfg, args.scenarios, cands, results, planned, args.level)
+    write_dataset(table, out / "evaluation.nc")
+    text = ev.table(table)
+    atomic_path(out / "evaluation.md", lambda tmp, _: tmp.write_text(text + "\n"))
+    print(
+        f"simgrid: {cfg.name}: {len(cands)} allocations x {n} scenarios in "
+        f"{time.perf_counter() - t0:.0f} s -> {out / 'evaluation.nc'}"
+    )
+    print(text)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from simgrid.report import make_report
+
+    out = Path(args.out)
+    _check_out_dir(out)
+    for f in make_report(args.result, out, event=args.event):
+        print(f)
+    return 0
+
+
 def _allocate(args: argparse.Namespace) -> int:
     from simgrid.allocate import allocate, allocation_result_dataset, overridden
     from simgrid.config import load_config
@@ -448,6 +630,9 @@ def _main(argv: list[str] | None) -> int:
             "validate": _validate,
             "scenarios": _scenarios,
             "allocate": _allocate,
+            "stress": _stress,
+            "evaluate": _evaluate,
+            "report": _report,
         }
         return commands[args.command](args)
     except SimgridError as exc:

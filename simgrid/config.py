@@ -70,11 +70,16 @@ class UpstreamConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    """Tolerances that decide when the system counts as restored."""
+    """Tolerances that decide when the system counts as restored, and the customers behind the
+    feeder's loads for IEEE 1366 indices: `customers_per_mw` of each bus's nominal load (an
+    assumption: 250/MW, about 4 kW of peak per customer, a residential mix), each AI campus one
+    customer. An interruption is sustained from `sustained_s` (IEEE 1366: five minutes)."""
 
     imbalance_tol_mw: float = 0.01
     unserved_tol_mw: float = 1e-3
     recovery_fraction: float = 0.9
+    customers_per_mw: float = 250.0
+    sustained_s: float = 300.0
 
 
 class ProtectionMode(enum.StrEnum):
@@ -447,6 +452,8 @@ def parse_config(
         imbalance_tol_mw=met.number("imbalance_tol_mw", 0.01, lo=0),
         unserved_tol_mw=met.number("unserved_tol_mw", 1e-3, lo=0),
         recovery_fraction=met.number("recovery_fraction", 0.9, lo=0, lo_open=True, hi=1),
+        customers_per_mw=met.number("customers_per_mw", 250.0, lo=0),
+        sustained_s=met.number("sustained_s", 300.0, lo=0),
     )
     met.done()
     dispatch = parse_dispatch(root.table("dispatch"), root.tables("allocation"), base_dir)

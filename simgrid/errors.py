@@ -21,3 +21,7 @@ class DataError(SimgridError):
 
 class PowerFlowError(SimgridError):
     """The power-flow engine cannot be built for this network."""
+
+
+class OutputError(SimgridError):
+    """An output cannot be written (folder gone, no permission, disk full); nothing is left."""

@@ -17,6 +17,8 @@ import numpy as np
 import xarray as xr
 
 _DEFAULTS = {
+    "customers_per_mw": 250.0,
+    "sustained_s": 300.0,
     "v_min_pu": 0.90,
     "v_max_pu": 1.10,
     "max_loading_percent": 100.0,
@@ -284,10 +286,73 @@ SCALARS = {
 }
 
 
+# IEEE 1366 counts, from the per-bus demand and unserved load a run records
+CUSTOMER_SCALARS = {
+    "customers": (
+        lambda ds: float(customers(ds).sum()),
+        "1",
+        "customers behind the feeder's loads (customers_per_mw x nominal load, 1 per campus)",
+    ),
+    "customer_interruptions": (
+        lambda ds: customer_interruptions(ds)[0],
+        "1",
+        "customers interrupted in sustained spells (IEEE 1366; partial shedding pro rata)",
+    ),
+    "customer_minutes_interrupted": (
+        lambda ds: customer_interruptions(ds)[1],
+        "min",
+        "customer-minutes of sustained interruption (IEEE 1366)",
+    ),
+}
+_CUSTOMER_INPUTS = ("bus_load_mw", "bus_demand_mw", "shed_mw", "uvls_shed_mw", "energised")
+
+
+def customers(ds: xr.Dataset) -> np.ndarray:
+    """Customers per bus: `customers_per_mw` of its nominal load, plus one per AI campus."""
+    n = ds["bus_load_mw"].to_numpy() * _attr(ds, "customers_per_mw")
+    if "campus_bus" in ds:
+        np.add.at(n, ds["campus_bus"].to_numpy().astype(int), 1.0)
+    return n
+
+
+def interrupted_fraction(ds: xr.Dataset) -> np.ndarray:
+    """Per step and bus, the fraction of its load not served (islanded, shed by the dispatcher
+    or by protection, or lost to collapse)."""
+    demand = ds["bus_demand_mw"].to_numpy()
+    shed = ds["shed_mw"].to_numpy() + ds["uvls_shed_mw"].to_numpy()
+    frac = np.divide(shed, demand, out=np.zeros_like(shed), where=demand > 1e-12)
+    frac = np.where(ds["energised"].to_numpy().astype(bool), frac, 1.0)
+    collapsed = ~ds["pf_converged"].to_numpy().astype(bool)
+    frac[collapsed] = 1.0
+    return np.clip(frac, 0.0, 1.0)
+
+
+def customer_interruptions(ds: xr.Dataset) -> tuple[float, float]:
+    """(customer interruptions, customer-minutes interrupted) over sustained spells (IEEE 1366):
+    a spell of a bus's interruption lasting `sustained_s` or more counts its customers (times the
+    largest fraction of its load lost in the spell) once, and their minutes throughout."""
+    frac = interrupted_fraction(ds)
+    dur = step_durations_s(ds)
+    n = customers(ds)
+    count = minutes = 0.0
+    for b in range(frac.shape[1]):
+        on = frac[:, b] > 0
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(int), [0]])))
+        for start, stop in zip(edges[::2], edges[1::2], strict=True):
+            span = dur[start:stop]
+            if span.sum() >= _attr(ds, "sustained_s"):
+                count += n[b] * frac[start:stop, b].max()
+                minutes += n[b] * float(np.sum(frac[start:stop, b] * span)) / 60.0
+    return count, minutes
+
+
 def with_metrics(ds: xr.Dataset) -> xr.Dataset:
     """The run Dataset plus its scalar and per-event metrics and violation arrays."""
     out = ds.copy()
-    for name, (fn, units, long_name) in SCALARS.items():
+    scalars = dict(SCALARS)
+    if all(name in ds for name in _CUSTOMER_INPUTS):  # a run always; hand-made datasets may not
+        scalars.update(CUSTOMER_SCALARS)
+    for name, (fn, units, long_name) in scalars.items():
         out[name] = xr.DataArray(fn(ds), attrs={"units": units, "long_name": long_name})
     out["voltage_violation_pu"] = voltage_violation_pu(ds).assign_attrs(
         units="pu", long_name="distance of |V| outside its limits"

@@ -16,7 +16,7 @@ from pathlib import Path
 import xarray as xr
 
 from simgrid import __version__
-from simgrid.errors import ConfigError
+from simgrid.errors import ConfigError, OutputError
 
 _VERSIONED = (
     "pandapower",
@@ -28,6 +28,13 @@ _VERSIONED = (
     "pyomo",
     "highspy",
 )
+
+
+# HDF5 (under netCDF4) is one process-wide C library that is not thread-safe: concurrent opens
+# from threads of one process crash it (a dask worker with several threads, or several workers
+# in one process). Every simgrid NetCDF read and write holds this lock; it guards the library,
+# which is process-wide state whatever simgrid does, so the lock is too.
+HDF5_LOCK = threading.RLock()
 
 
 def package_versions() -> dict[str, str]:
@@ -119,6 +126,10 @@ def atomic_path(path: str | Path, write: Callable[[Path, Interrupt], None]) -> P
             if tmp.exists():
                 os.chmod(tmp, 0o666 & ~umask)
             os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            why = exc.strerror or str(exc)
+            raise OutputError(f"{path}: cannot be written ({why}); nothing was written") from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -130,7 +141,12 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
     encoding = {
         name: {"zlib": True, "complevel": 1} for name, var in ds.data_vars.items() if var.ndim >= 2
     }
-    return atomic_path(path, lambda tmp, _: ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding))
+
+    def write(tmp: Path, _: Interrupt) -> None:
+        with HDF5_LOCK:
+            ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+
+    return atomic_path(path, write)
 
 
 class DatasetKind(enum.StrEnum):
@@ -139,6 +155,9 @@ class DatasetKind(enum.StrEnum):
     RUN = "run"
     SCENARIO_SET = "scenario_set"
     ALLOCATION = "allocation"
+    EPISODE = "episode"
+    STRESS = "stress"
+    EVALUATION = "evaluation"
 
     @property
     def article(self) -> str:
@@ -146,9 +165,14 @@ class DatasetKind(enum.StrEnum):
 
     @property
     def label(self) -> str:
-        return {"run": "run dataset", "scenario_set": "ScenarioSet", "allocation": "allocation"}[
-            self.value
-        ]
+        return {
+            "run": "run dataset",
+            "scenario_set": "ScenarioSet",
+            "allocation": "allocation",
+            "episode": "stress-test episode",
+            "stress": "stress-test result",
+            "evaluation": "evaluation",
+        }[self.value]
 
 
 _TITLES = {
@@ -183,7 +207,7 @@ def read_dataset(
     if not path.is_file():
         raise ConfigError(source, key, value, "file not found")
     try:
-        with xr.open_dataset(path, drop_variables=list(drop)) as ds:
+        with HDF5_LOCK, xr.open_dataset(path, drop_variables=list(drop)) as ds:
             ds = ds.load()
     except Exception as exc:  # netCDF4/HDF5/xarray fail in many ways on a foreign file
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

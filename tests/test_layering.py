@@ -26,8 +26,10 @@ RANK = {
     "cosim": 5,
     "runner": 6,
     "report": 6,
+    "stats": 1,
     "allocate": 7,
-    "cli": 8,
+    "evaluate": 8,
+    "cli": 9,
     "__init__": 0,
 }
 ONLY_IN = {

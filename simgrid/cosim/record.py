@@ -18,6 +18,7 @@ _SERIES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "ai_load_mw": ((), "MW", "total AI campus load"),
     "campus_load_mw": (("campus",), "MW", "AI campus load"),
     "demand_mw": ((), "MW", "total demand (conventional + AI) before shedding"),
+    "bus_demand_mw": (("bus",), "MW", "demand at each bus (conventional + AI) before shedding"),
     "import_mw": ((), "MW", "substation import (0 after a collapse trip)"),
     "planned_import_mw": (
         (),
@@ -96,6 +97,7 @@ class Recorder:
         d["ai_load_mw"][k] = s.ai_p_mw.sum()
         d["campus_load_mw"][k] = s.ai_p_mw
         d["demand_mw"][k] = s.demand_p_mw.sum()
+        d["bus_demand_mw"][k] = s.demand_p_mw
         d["import_mw"][k] = s.import_mw
         d["planned_import_mw"][k] = sp.planned_import_mw if s.dispatched else np.nan
         d["import_schedule_mw"][k] = s.schedule_mw
@@ -176,6 +178,7 @@ class Recorder:
             )
         statics = {
             "bus_vn_kv": (("bus",), nw.vn_kv, "kV", "bus nominal voltage"),
+            "bus_load_mw": (("bus",), nw.base_load_p_mw, "MW", "nominal conventional load"),
             "line_from_bus": (("line",), nw.bus_index[nw.line_from], "1", "line from bus"),
             "line_to_bus": (("line",), nw.bus_index[nw.line_to], "1", "line to bus"),
             "line_max_i_ka": (("line",), nw.line_max_i_ka, "kA", "line thermal rating"),

@@ -122,14 +122,7 @@ class RollingDispatcher:
         self.v2 = ((v_min_pu + margin) ** 2, (v_max_pu - margin) ** 2)
         self.forecaster = forecaster
         self._pf = PowerFlowEngine(network)  # the dispatcher's own model, for its losses
-        self.state = UnitState.initial(self.ud)
-        self._plan: Plan | None = None
-        self._applied = Applied.idle(self.ud, network.n_bus)
-        self._t_step: float | None = None
-        self._el_s = 0.0  # time since the previous step
-        self._ai_prev: tuple[float, np.ndarray] | None = None
-        self._milp_model: PersistentModel | None = None
-        self._lp_model: PersistentModel | None = None
+        self.reset()
         self.lp_first = True  # try the hot-started LP relaxation before the MILP
         self.lp_accepted = 0
         self.lp_dives = 0  # of which after fixing the rounded binaries (within the MIP gap)
@@ -137,6 +130,22 @@ class RollingDispatcher:
         self.step_wall_s: list[float] = []
         self.solver_s: list[float] = []
         self.costs: list[float] = []
+
+    def reset(self) -> None:
+        """Back to the start of a run (units at rest, no plan, its power flow at a flat start);
+        loss factors and network are kept, so a stress worker reuses one dispatcher."""
+        self.state = UnitState.initial(self.ud)
+        self._plan: Plan | None = None
+        self._applied = Applied.idle(self.ud, self.network.n_bus)
+        self._t_step: float | None = None
+        self._el_s = 0.0  # time since the previous step
+        self._ai_prev: tuple[float, np.ndarray] | None = None
+        self._pf.reset()
+        # HiGHS keeps bases, presolve data and clocks across solves: a fresh model per run makes
+        # an episode's decisions independent of what the worker solved before (a rebuild costs
+        # one matrix assembly, milliseconds)
+        self._milp_model: PersistentModel | None = None
+        self._lp_model: PersistentModel | None = None
 
     def _reference_mlf(self, network: Network) -> np.ndarray:
         """Loss sensitivities at the feeder's peak with its campuses at base utilisation."""

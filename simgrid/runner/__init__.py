@@ -225,10 +225,13 @@ def read_set(set_path: str | Path, source: str, drop=("ai_load_mw", "distance"))
 
 def with_scenario(cfg: RunConfig, set_path: str | Path, index: int) -> RunConfig:
     """The config with campuses, events and horizon taken from scenario `index` of a set."""
+    return scenario_of(cfg, read_set(set_path, cfg.source), str(set_path), index)
+
+
+def scenario_of(cfg: RunConfig, ds: xr.Dataset, source: str, index: int) -> RunConfig:
+    """`with_scenario` on a set already read (a stress test reads it once per worker)."""
     from simgrid.scenarios.scenarioset import scenario_events, set_campuses
 
-    source = str(set_path)
-    ds = read_set(set_path, cfg.source)
     n = ds.sizes["scenario"]
     if not 0 <= index < n:
         raise ConfigError(source, "--index", index, f"must be a scenario of the set (0..{n - 1})")

@@ -1,0 +1,241 @@
+"""`simgrid evaluate`: allocations judged out of sample, in closed loop, on common scenarios.
+
+Every allocation (and the do-nothing reference, `none`) runs the same held-out scenarios
+(common random numbers: episode i is scenario i of the set for all of them) as a stress test
+on one dask cluster. The table per allocation: annualised investment; mean and CVaR of
+unserved energy, imbalance energy, peak imbalance, restoration time and the closed-loop cost;
+total cost a year (investment + days_per_year x mean closed-loop cost); and for Stage-I
+allocations the recourse their planning model predicts on these very scenarios (LinDistFlow,
+perfect foresight within the shock windows) next to what rolling AC operation cost, so a user
+sees how far the plan is from the plant.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from simgrid import stats
+from simgrid.config import RunConfig
+from simgrid.errors import ConfigError
+from simgrid.ncio import DatasetKind, package_versions, read_dataset
+from simgrid.optimization.planner import Purchase
+from simgrid.runner.episode import StressSpec
+
+NONE = "none"
+METRICS = {
+    "unserved_energy_mwh": "MWh",
+    "imbalance_energy_mwh": "MWh",
+    "peak_imbalance_mw": "MW",
+    "restoration_time_s": "s",
+    "closed_loop_cost": "$",
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One allocation under evaluation (`path` None: the do-nothing reference)."""
+
+    label: str
+    path: str | None
+    investment_per_yr: float
+    purchases: tuple[Purchase, ...]  # empty unless the file is Stage-I's (suppliers known)
+    training_recourse_per_yr: float  # the file's own planned expected recourse (NaN if none)
+
+
+def labels(paths: Sequence[str]) -> list[str]:
+    """File stems as labels, made unique (`a`, `a_2`, ...); `none` is reserved."""
+    out: list[str] = []
+    for p in paths:
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(p).stem) or "allocation"
+        label, k = stem, 2
+        while label in out or label == NONE:
+            label, k = f"{stem}_{k}", k + 1
+        out.append(label)
+    return out
+
+
+def candidates(cfg: RunConfig, paths: Sequence[str]) -> list[Candidate]:
+    """The do-nothing reference and each allocation file, read and priced."""
+    from simgrid.fcm import load_catalogue
+
+    if cfg.dispatch.catalogue is None:
+        raise ConfigError(cfg.source, "dispatch.catalogue", None, "is required to evaluate")
+    catalogue = load_catalogue(cfg.dispatch.catalogue)
+    out = [Candidate(NONE, None, 0.0, (), math.nan)]
+    for label, path in zip(labels(paths), paths, strict=True):
+        ds = read_dataset(
+            path,
+            DatasetKind.ALLOCATION,
+            source=path,
+            key="--allocations",
+            required=("module", "bus", "count"),
+        )
+        prices = {s.module: s.unit_cost for s in reversed(catalogue.suppliers)}
+        unit_cost = (
+            ds["unit_cost"].to_numpy()
+            if "unit_cost" in ds
+            else np.array([prices.get(str(m), math.nan) for m in ds["module"].to_numpy()])
+        )
+        invest = float(
+            ds["investment_cost"]
+            if "investment_cost" in ds
+            else cfg.planning.annuity * float(ds["count"].to_numpy() @ unit_cost)
+        )
+        purchases = ()
+        if "supplier" in ds:
+            purchases = tuple(
+                Purchase(str(m), int(b), int(c), str(s), float(u))
+                for m, b, c, s, u in zip(
+                    ds["module"].to_numpy(),
+                    ds["bus"].to_numpy(),
+                    ds["count"].to_numpy(),
+                    ds["supplier"].to_numpy(),
+                    unit_cost,
+                    strict=True,
+                )
+            )
+        trained = float(ds["expected_recourse"]) if "expected_recourse" in ds else math.nan
+        out.append(Candidate(label, str(path), invest, purchases, trained))
+    return out
+
+
+def specs(cfg_path: str, scenarios: str, out_dir: Path, cands: Sequence[Candidate]):
+    """One stress-test spec per candidate, each in its own folder under `out_dir`."""
+    return [
+        StressSpec(
+            config=cfg_path,
+            scenarios=scenarios,
+            out_dir=str(out_dir / c.label),
+            allocation=c.path,
+            no_dispatch=c.path is None,
+        )
+        for c in cands
+    ]
+
+
+def planned_recourse(cfg: RunConfig, scenarios: str, cand: Candidate) -> float:
+    """The planning model's expected recourse ($/yr) of a Stage-I allocation on `scenarios`
+    (its buses added to the candidates, so every purchase has its column)."""
+    from simgrid.allocate import judge
+
+    if not cand.purchases:
+        return math.nan
+    buses = sorted(set(cfg.planning.candidates) | {p.bus for p in cand.purchases})
+    planning = replace(cfg.planning, candidates=tuple(buses))
+    return judge(cfg, scenarios, planning, cand.purchases).expected_recourse
+
+
+def evaluation_dataset(
+    cfg: RunConfig,
+    scenarios: str,
+    cands: Sequence[Candidate],
+    results: Sequence[xr.Dataset],
+    planned: Sequence[float],
+    level: float = 0.95,
+) -> xr.Dataset:
+    """The evaluation table over `allocation`, with every episode's metrics behind it."""
+    tag = f"{round(level * 100):02d}"
+    days = cfg.planning.days_per_year
+    p = results[0]["probability"].to_numpy()
+    data: dict[str, xr.Variable] = {
+        "probability": xr.Variable("scenario", p, results[0]["probability"].attrs),
+        "episode_status": xr.Variable(
+            ("allocation", "scenario"),
+            np.stack([r["episode_status"].to_numpy() for r in results]),
+            {"units": "1", "long_name": "0: episode ran; 1: it failed"},
+        ),
+    }
+    for name, units in METRICS.items():
+        values = np.stack(
+            [r[name].to_numpy() if name in r else np.full(len(p), np.nan) for r in results]
+        )
+        data[name] = xr.Variable(
+            ("allocation", "scenario"), values, {"units": units, "long_name": f"{name} per episode"}
+        )
+        mean, cvar = [], []
+        for row in values:
+            ok = np.isfinite(row)
+            mean.append(stats.mean(row[ok], p[ok]) if ok.any() else math.nan)
+            cvar.append(stats.var_cvar(row[ok], p[ok], level)[1] if ok.any() else math.nan)
+        data[f"mean_{name}"] = xr.Variable(
+            "allocation",
+            mean,
+            {"units": units, "long_name": f"probability-weighted mean of {name}"},
+        )
+        data[f"cvar{tag}_{name}"] = xr.Variable(
+            "allocation", cvar, {"units": units, "long_name": f"CVaR {level:g} of {name}"}
+        )
+    invest = np.array([c.investment_per_yr for c in cands])
+    recourse = days * data["mean_closed_loop_cost"].values
+    per_yr = {
+        "investment_per_yr": (invest, "annualised investment"),
+        "closed_loop_recourse_per_yr": (
+            recourse,
+            f"{days:g} days x mean closed-loop cost (rolling dispatch under AC power flow)",
+        ),
+        "total_cost_per_yr": (invest + recourse, "investment + closed-loop recourse"),
+        "planned_recourse_per_yr": (
+            np.array(planned, dtype=float),
+            "expected recourse the Stage-I model predicts on these scenarios (LinDistFlow, "
+            "perfect foresight in the shock windows; NaN: not a Stage-I allocation)",
+        ),
+        "training_recourse_per_yr": (
+            np.array([c.training_recourse_per_yr for c in cands]),
+            "expected recourse the allocation file reports on its training scenarios",
+        ),
+    }
+    for name, (values, long_name) in per_yr.items():
+        data[name] = xr.Variable("allocation", values, {"units": "$/yr", "long_name": long_name})
+    coords = {
+        "allocation": ("allocation", np.array([c.label for c in cands], dtype=str)),
+        "scenario": ("scenario", results[0]["scenario"].to_numpy()),
+        "allocation_file": ("allocation", np.array([c.path or "" for c in cands], dtype=str)),
+    }
+    attrs = {
+        "title": "simgrid out-of-sample evaluation",
+        "simgrid_kind": DatasetKind.EVALUATION.value,
+        "config": cfg.source,
+        "config_sha256": cfg.text_sha256,
+        "scenarios_file": scenarios,
+        "level": level,
+        "days_per_year": days,
+    }
+    attrs.update({f"version_{k}": v for k, v in package_versions().items()})
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+COLUMNS = (
+    ("investment_per_yr", "invest $/yr", "{:,.0f}"),
+    ("mean_unserved_energy_mwh", "EENS MWh/d", "{:.4f}"),
+    ("cvar{tag}_unserved_energy_mwh", "CVaR MWh", "{:.4f}"),
+    ("mean_imbalance_energy_mwh", "imb MWh/d", "{:.4f}"),
+    ("cvar{tag}_imbalance_energy_mwh", "CVaR MWh", "{:.4f}"),
+    ("mean_restoration_time_s", "restore s", "{:,.0f}"),
+    ("cvar{tag}_restoration_time_s", "CVaR s", "{:,.0f}"),
+    ("total_cost_per_yr", "total $/yr", "{:,.0f}"),
+    ("planned_recourse_per_yr", "planned $/yr", "{:,.0f}"),
+    ("closed_loop_recourse_per_yr", "closed $/yr", "{:,.0f}"),
+)
+
+
+def table(ds: xr.Dataset) -> str:
+    """The evaluation as a Markdown table (NaN as '-')."""
+    tag = f"{round(float(ds.attrs['level']) * 100):02d}"
+    head = ["allocation", *(label for _, label, _ in COLUMNS)]
+    rows = []
+    for a in ds["allocation"].to_numpy():
+        cells = [str(a)]
+        for name, _, fmt in COLUMNS:
+            v = float(ds[name.format(tag=tag)].sel(allocation=a))
+            cells.append("-" if math.isnan(v) else fmt.format(v))
+        rows.append(cells)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
