@@ -203,9 +203,9 @@ def _check_folder(out: Path, folder: Path) -> None:
         ) from None
 
 
-def _summary(ds) -> str:
+def _summary(ds, n_steps: int) -> str:
     rows = [
-        ("steps", f"{ds.sizes['time']}"),
+        ("steps", f"{n_steps}"),
         ("unserved energy", f"{float(ds.unserved_energy_mwh):.4f} MWh"),
         ("imbalance energy", f"{float(ds.imbalance_energy_mwh):.4f} MWh"),
         ("peak imbalance", f"{float(ds.peak_imbalance_mw):.4f} MW"),
@@ -245,8 +245,8 @@ def _comparison(ds) -> str:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from simgrid.ncio import write_dataset
-    from simgrid.runner import build_policy, prepare, run, with_baseline
+    from simgrid.runner import build_policy, prepare
+    from simgrid.runner.blocks import run_to_file
     from simgrid.types import DoNothing
 
     if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
@@ -266,6 +266,7 @@ def _run(args: argparse.Namespace) -> int:
     for w in _network_report(cfg, inputs)[1]:
         print(f"simgrid: warning: {w}", file=sys.stderr)
     show = not args.no_progress and sys.stderr.isatty()
+    baseline = DoNothing(inputs.network.n_bus) if cfg.dispatch.policy != "none" else None
     with tqdm(
         total=cfg.horizon_s,
         unit="s",
@@ -275,16 +276,9 @@ def _run(args: argparse.Namespace) -> int:
         desc=cfg.name,
         leave=False,
     ) as bar:
-        ds = run(cfg, inputs=inputs, policy=policy, progress=bar.update)
-    if cfg.dispatch.policy != "none":
-        baseline = run(cfg, inputs=inputs, policy=DoNothing(inputs.network.n_bus))
-        ds = with_baseline(ds, baseline)
-    write_dataset(ds, out)
-    print(
-        f"simgrid: {cfg.name}: {ds.sizes['time']} steps in "
-        f"{time.perf_counter() - t0:.1f} s -> {out}"
-    )
-    print(_summary(ds))
+        ds, n_steps = run_to_file(inputs, policy, out, baseline=baseline, progress=bar.update)
+    print(f"simgrid: {cfg.name}: {n_steps} steps in {time.perf_counter() - t0:.1f} s -> {out}")
+    print(_summary(ds, n_steps))
     if cfg.dispatch.policy != "none":
         print(_comparison(ds))
     return 0
@@ -474,6 +468,9 @@ def _stress_summary(ds) -> str:
         text = f"  {m:30s} {float(row.sel(statistic='mean')):12.4g} {ci:>23}"
         if cvar:
             text += f" {float(row.sel(statistic=cvar)):12.4g}"
+        undefined = float(row.sel(statistic="p_undefined"))
+        if undefined > 0:  # restoration: statistics over the restored episodes only
+            text += f"  ({undefined:.0%} not restored: not included)"
         lines.append(text)
     for name in ("eens_mwh_per_yr", "lole_days_per_yr", "saifi", "saidi_h", "caidi_h"):
         if name in ds:
@@ -581,8 +578,10 @@ def _solver_progress():
 
 def _allocation_summary(alloc, planning) -> str:
     r = alloc.result
+    ambiguous = planning.ambiguity in (Ambiguity.WASSERSTEIN, Ambiguity.TOTAL_VARIATION)
+    radius = f" (radius {planning.radius:g})" if ambiguous else ""
     lines = [
-        f"  {planning.ambiguity.value} (radius {planning.radius:g}), alpha {planning.alpha:g}, "
+        f"  {planning.ambiguity.value}{radius}, alpha {planning.alpha:g}, "
         f"beta {planning.beta:g}: {r.solve.termination.value}, gap {r.solve.gap:.2%}, "
         f"{r.solve.time_s:.1f} s"
     ]

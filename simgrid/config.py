@@ -264,6 +264,9 @@ class RunConfig:
     source: str
     text: str
     scenario: ScenarioRef | None = None
+    # `simgrid run` streams the time series to disk every `block_s` of simulated time and
+    # keeps a checkpoint there: memory stays that of one block, a killed run resumes
+    block_s: float = 86400.0
 
     @property
     def text_sha256(self) -> str:
@@ -438,6 +441,7 @@ def parse_config(
     dt_s = run.number("dt_s", 60.0, lo=0, lo_open=True, hi=horizon_s)
     check_steps(run, horizon_s, dt_s)
     file_seed = run.integer("seed", 0, lo=0, hi=MAX_SEED)
+    block_s = run.number("block_s", 86400.0, lo=dt_s)
     run.done()
 
     network = parse_network(root.table("network"), base_dir)
@@ -472,6 +476,7 @@ def parse_config(
         horizon_s=horizon_s,
         dt_s=dt_s,
         seed=file_seed if seed is None else seed,
+        block_s=block_s,
         network=network,
         upstream=upstream,
         metrics=metrics,

@@ -91,6 +91,10 @@ class PowerFlowEngine:
         """The network's own line status and a flat start, as when built: a reused engine then
         gives bit-identical answers whatever it solved before."""
         self.set_line_status(self.network.line_in_service)
+        self.flat_start()
+
+    def flat_start(self) -> None:
+        """Start the next Newton solve from a flat voltage profile."""
         self._v = self._v_flat.copy()
 
     def set_line_status(self, line_in_service: np.ndarray) -> None:

@@ -125,6 +125,10 @@ class Recorder:
             self.units["dr_curtail_mw"][k] = s.units.dr_curtail_mw
         self.n += 1
 
+    def clear(self) -> None:
+        """Start a new block: the arrays are reused."""
+        self.n = 0
+
     def to_dataset(self) -> xr.Dataset:
         cfg, nw = self.inputs.config, self.inputs.network
         n = self.n

@@ -9,6 +9,7 @@ follow -> protection and power flow -> settle (import, imbalance, unserved) -> r
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -121,13 +122,18 @@ class _World:
         return self.base_line_in_service & (self.outages == 0)
 
 
-def _event_process(env: simpy.Environment, clock: Clock, world: _World, eid: int, ev: Event):
+def _event_process(
+    env: simpy.Environment, clock: Clock, world: _World, eid: int, ev: Event, t_from: float = 0.0
+):
     """One event as a simpy process acting at its own knots; every action is an event step.
 
-    At each knot it installs the segment that runs to the next knot (`Event.knots`).
+    At each knot it installs the segment that runs to the next knot (`Event.knots`). Knots
+    before `t_from` (a resumed run) have already acted: their state is in `world`.
     """
     knots = ev.knots()
     for k, (t0, v0) in enumerate(knots):
+        if t0 < t_from:
+            continue
         yield env.timeout(t0 - env.now)
         last = k + 1 == len(knots)
         if ev.kind is EventKind.LINE_OUTAGE:
@@ -149,9 +155,11 @@ def _event_process(env: simpy.Environment, clock: Clock, world: _World, eid: int
         clock.request_step(event=True)
 
 
-def _ticker(env: simpy.Environment, clock: Clock, cfg: RunConfig):
-    """Request a step on the base grid, every dt_s."""
+def _ticker(env: simpy.Environment, clock: Clock, cfg: RunConfig, t_from: float = 0.0):
+    """Request a step on the base grid, every dt_s (from `t_from` on)."""
     for k in range(math.ceil(cfg.horizon_s / cfg.dt_s)):
+        if k * cfg.dt_s < t_from:
+            continue
         yield env.timeout(k * cfg.dt_s - env.now)
         clock.request_step(event=False)
 
@@ -203,6 +211,15 @@ class Loop:
         self.setpoints = SetPoints.zeros(nw.n_bus)
         self.last_dispatch_s = -math.inf
         self.last: Step | None = None
+
+    def rest(self) -> None:
+        """At a block boundary: power flows from a flat start and the policy's solvers cold, in
+        a resumed run and an uninterrupted one alike (so both give the same numbers)."""
+        self.engine.flat_start()
+        self.schedule_engine.flat_start()
+        rest = getattr(self.policy, "rest", None)
+        if rest is not None:
+            rest()
 
     def step(self, t_s: float, is_event: bool) -> Step:
         s = Step(t_s, is_event)
@@ -298,29 +315,90 @@ class Loop:
         return np.bincount(self.campus_bus, per_campus, minlength=self.nw.n_bus)
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """The closed loop's whole state at a block boundary, as bytes (pickle): a run killed later
+    resumes from here. Only simgrid writes and reads these files, beside its own outputs."""
+
+    t_s: float
+    block: int
+    data: bytes
+
+    @classmethod
+    def of(cls, loop: Loop, t_s: float, block: int) -> Checkpoint:
+        forecaster = getattr(loop.policy, "forecaster", None)  # a closure: rebuilt on resume
+        if forecaster is not None:
+            loop.policy.forecaster = None
+        try:
+            return cls(t_s, block, pickle.dumps(loop, protocol=pickle.HIGHEST_PROTOCOL))
+        finally:
+            if forecaster is not None:
+                loop.policy.forecaster = forecaster
+
+    def restore(self, policy: DispatchPolicy) -> Loop:
+        """The loop as it was; `policy` (built afresh for the same config) lends its forecaster."""
+        loop = pickle.loads(self.data)  # noqa: S301 -- simgrid's own file, see the class
+        if getattr(policy, "forecaster", None) is not None:
+            loop.policy.forecaster = policy.forecaster
+        return loop
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """Stream a run: every `block_s` of simulated time, `write(block, dataset, checkpoint)`
+    receives the block's time series and the state to resume from; the last block is returned
+    by `simulate`."""
+
+    block_s: float
+    write: Callable[[int, xr.Dataset, Checkpoint], None]
+
+
+def _boundaries(env: simpy.Environment, loop: Loop, rec: Recorder, blocks: Blocks, k: int):
+    """At each block boundary, before anything else happens at that instant (URGENT): hand
+    the block and the loop's state to `blocks.write` and start the next block."""
+    horizon = loop.cfg.horizon_s
+    while (k + 1) * blocks.block_s < horizon - 1e-9:
+        t_b = (k + 1) * blocks.block_s
+        boundary = env.event()
+        boundary._ok, boundary._value = True, None
+        env.schedule(boundary, simpy.events.URGENT, t_b - env.now)
+        yield boundary
+        loop.rest()
+        blocks.write(k, rec.to_dataset(), Checkpoint.of(loop, t_b, k))
+        rec.clear()
+        k += 1
+
+
 def simulate(
     inputs: SimulationInputs,
     policy: DispatchPolicy | None = None,
     *,
     progress: Callable[[float], None] | None = None,
+    blocks: Blocks | None = None,
+    start: Checkpoint | None = None,
 ) -> xr.Dataset:
     """Run the closed loop over the horizon and return the run Dataset (without metrics).
 
-    `progress(dt)` is called after each step with the simulated seconds advanced.
+    `progress(dt)` is called after each step with the simulated seconds advanced. With
+    `blocks`, the time series go to `blocks.write` block by block and the last block is
+    returned; with `start`, the run goes on from that checkpoint.
     """
     cfg, nw = inputs.config, inputs.network
     check_placement(cfg.source, cfg.campuses, cfg.events, nw)
     policy = policy if policy is not None else DoNothing(nw.n_bus)
-    loop = Loop(inputs, policy)
-    rec = Recorder(inputs, max_steps(cfg), policy.unit_names)
-    env = simpy.Environment()
+    loop = Loop(inputs, policy) if start is None else start.restore(policy)
+    t_from = 0.0 if start is None else start.t_s
+    rec = Recorder(inputs, _capacity(cfg, blocks), loop.policy.unit_names)
+    env = simpy.Environment(initial_time=t_from)
     clock = Clock(env)
-    env.process(_ticker(env, clock, cfg))
+    env.process(_ticker(env, clock, cfg, t_from))
     for eid, ev in enumerate(cfg.events):
-        env.process(_event_process(env, clock, loop.world, eid, ev))
+        env.process(_event_process(env, clock, loop.world, eid, ev, t_from))
+    if blocks is not None:
+        env.process(_boundaries(env, loop, rec, blocks, 0 if start is None else start.block + 1))
 
     def stepper():
-        t_prev = 0.0
+        t_prev = t_from
         while True:
             yield clock.alarm
             is_event = clock.take()
@@ -332,3 +410,11 @@ def simulate(
     env.process(stepper())
     env.run(until=cfg.horizon_s)
     return rec.to_dataset()
+
+
+def _capacity(cfg: RunConfig, blocks: Blocks | None) -> int:
+    """Steps a recorder must hold: the whole run, or one block (grid steps and event instants)."""
+    if blocks is None or blocks.block_s >= cfg.horizon_s:
+        return max_steps(cfg)
+    grid = math.ceil(blocks.block_s / cfg.dt_s) + 1
+    return grid + sum(len(e.instants_s()) for e in cfg.events)

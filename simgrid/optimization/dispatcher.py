@@ -141,6 +141,12 @@ class RollingDispatcher:
         self._el_s = 0.0  # time since the previous step
         self._ai_prev: tuple[float, np.ndarray] | None = None
         self._pf.reset()
+        self.rest()
+
+    def rest(self) -> None:
+        """Solvers cold: its power flow from a flat start, its HiGHS models rebuilt at the next
+        call. Called per run and at every block boundary of a streamed run."""
+        self._pf.flat_start()
         # HiGHS keeps bases, presolve data and clocks across solves: a fresh model per run makes
         # an episode's decisions independent of what the worker solved before (a rebuild costs
         # one matrix assembly, milliseconds)

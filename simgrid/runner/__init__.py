@@ -182,13 +182,16 @@ def run(
     """One closed-loop run with metrics and attributes; `inputs` reuses a prepared network."""
     inputs = inputs if inputs is not None else prepare(cfg)
     policy = policy if policy is not None else build_policy(cfg, inputs)
-    ds = simulate(inputs, policy, progress=progress)
+    return run_dataset(simulate(inputs, policy, progress=progress), cfg, inputs.network, policy)
+
+
+def run_dataset(ds: xr.Dataset, cfg: RunConfig, network: Network, policy) -> xr.Dataset:
+    """A simulated run with its units, attributes and metrics."""
     if getattr(policy, "units", None):
         from simgrid.optimization.dispatcher import unit_dataset
 
         ds = ds.merge(unit_dataset(policy.units))
-    name = type(policy).__name__ if policy is not None else "DoNothing"
-    ds.attrs.update(run_attrs(cfg, inputs.network, name))
+    ds.attrs.update(run_attrs(cfg, network, type(policy).__name__))
     return with_metrics(ds)
 
 

@@ -125,24 +125,31 @@ def parse_spec(
     return ScenarioSpec(name, horizon_s, dt_s, network, campuses, shocks, source, text)
 
 
-# Events a scenario may expect (Poisson means plus fixed counts, each coincident draw counted
-# once per campus): a day of the bundled spec expects about 3.5. Sampling and simulating grow
-# with it; far beyond this a spec is a mistake (a rate per second taken for one per day).
-MAX_EVENTS_PER_SCENARIO = 1000
+# Events a scenario may expect per simulated day (Poisson means plus fixed counts, each
+# coincident draw counted once per campus): a day of the bundled spec expects about 3.5.
+# Sampling and simulating grow with it; far beyond this a spec is a mistake (a rate per second
+# taken for one per day). A scenario of several days may expect this many per day.
+MAX_EVENTS_PER_DAY = 1000
+
+
+def max_events(horizon_s: float) -> float:
+    """Most events a scenario of `horizon_s` may expect."""
+    return MAX_EVENTS_PER_DAY * max(1.0, horizon_s / 86400.0)
 
 
 def _check_event_count(shocks: Sequence[Shock], tables: Sequence[Table], horizon_s: float) -> None:
+    limit = max_events(horizon_s)
     expected = 0.0
     for shock, t in zip(shocks, tables, strict=True):
         each = len(shock.campuses) if shock.kind is ShockKind.COINCIDENT else 1
         mean = shock.count if shock.count is not None else shock.rate_per_day * horizon_s / 86400
         expected += mean * each
-        if expected > MAX_EVENTS_PER_SCENARIO:
+        if expected > limit:
             key = "count" if shock.count is not None else "rate_per_day"
             raise t.fail(
                 key,
-                f"makes a scenario expect {expected:.4g} events: at most "
-                f"{MAX_EVENTS_PER_SCENARIO} per scenario (is the rate per day?)",
+                f"makes a scenario expect {expected:.4g} events: at most {limit:.0f} "
+                f"({MAX_EVENTS_PER_DAY} per simulated day; is the rate per day?)",
             )
 
 

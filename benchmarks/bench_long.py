@@ -1,0 +1,100 @@
+"""Long horizons with dispatch: wall time, peak memory and dispatch time per simulated day.
+
+    python benchmarks/bench_long.py [--days 1 7]      # add 30 for a month (about 10 minutes)
+
+For each horizon, in a fresh process: one scenario of scenarios/ieee33_ai.toml drawn over that
+many days (seed 1), run in closed loop with the bundled example's allocation and rolling
+dispatcher (configs/ieee33.toml) as `simgrid run` does: streamed to disk a day at a time, the
+do-nothing baseline too, metrics over the whole run, one output file. Prints wall time, peak
+resident memory (ru_maxrss, whole process) and the dispatcher's solve time on the first and the
+last simulated day: a dispatcher whose per-day cost grows with the run (as it did when HiGHS'
+time limit was compared with a persistent model's cumulative clock) shows a ratio above 1.
+A year (`--days 365`) takes about as many times a day's wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DAY_S = 86400.0
+
+
+def _one(days: float) -> dict:
+    import xarray as xr
+
+    from simgrid.cli import main
+    from simgrid.config import load_config
+    from simgrid.runner import build_policy, prepare, with_scenario
+    from simgrid.runner.blocks import run_to_file
+    from simgrid.types import DoNothing
+
+    text = (REPO / "scenarios" / "ieee33_ai.toml").read_text()
+    text = text.replace("horizon_s = 86400 ", f"horizon_s = {days * DAY_S:.0f} ", 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        spec, set_path = Path(tmp) / "spec.toml", Path(tmp) / "set.nc"
+        spec.write_text(text)
+        args = ["scenarios", str(spec), "--n", "1", "--seed", "1", "--out", str(set_path)]
+        assert main([*args, "--no-progress"]) == 0
+        cfg = with_scenario(load_config(REPO / "configs" / "ieee33.toml"), set_path, 0)
+        t0 = time.perf_counter()
+        inputs = prepare(cfg)
+        policy = build_policy(cfg, inputs)
+        out = Path(tmp) / "run.nc"
+        run_to_file(inputs, policy, out, baseline=DoNothing(inputs.network.n_bus))
+        wall = time.perf_counter() - t0
+        with xr.open_dataset(out) as ds:
+            solve = ds["dispatch_solve_s"].to_numpy()
+            day = (ds["time"].to_numpy() // DAY_S).astype(int)
+            n_events = int(ds.sizes["event"])
+            size_mb = out.stat().st_size / 2**20
+    return {
+        "days": days,
+        "wall_s": wall,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "first_day_dispatch_s": float(solve[day == 0].sum()),
+        "last_day_dispatch_s": float(solve[day == day.max()].sum()),
+        "events": n_events,
+        "file_mb": size_mb,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--days", type=float, nargs="+", default=[1, 7])
+    p.add_argument("--child", type=float, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child is not None:
+        print(json.dumps(_one(a.child)))
+        return
+    print(
+        f"{'days':>5} {'events':>6} {'wall (s)':>9} {'peak (MB)':>9} {'file (MB)':>9} "
+        "dispatch day 1 / last (s)"
+    )
+    for days in a.days:
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(days)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        first, last = r["first_day_dispatch_s"], r["last_day_dispatch_s"]
+        print(
+            f"{days:5.0f} {r['events']:6d} {r['wall_s']:9.1f} {r['peak_mb']:9.0f} "
+            f"{r['file_mb']:9.1f} "
+            f"{first:12.2f} / {last:.2f} ({last / first:.2f}x)"
+        )
+
+
+if __name__ == "__main__":
+    main()
