@@ -172,6 +172,17 @@ def evaluation_dataset(
         data[f"cvar{tag}_{name}"] = xr.Variable(
             "allocation", cvar, {"units": units, "long_name": f"CVaR {level:g} of {name}"}
         )
+    ran = data["episode_status"].values == 0
+    not_restored = ~np.isfinite(data["restoration_time_s"].values) & ran
+    data["p_not_restored"] = xr.Variable(
+        "allocation",
+        (not_restored * p).sum(axis=1) / p.sum(),
+        {
+            "units": "1",
+            "long_name": "probability of not restoring by the end of the day (restoration "
+            "time statistics are over the other episodes)",
+        },
+    )
     invest = np.array([c.investment_per_yr for c in cands])
     recourse = days * data["mean_closed_loop_cost"].values
     per_yr = {
@@ -217,6 +228,7 @@ COLUMNS = (
     ("cvar{tag}_unserved_energy_mwh", "CVaR MWh", "{:.4f}"),
     ("mean_imbalance_energy_mwh", "imb MWh/d", "{:.4f}"),
     ("cvar{tag}_imbalance_energy_mwh", "CVaR MWh", "{:.4f}"),
+    ("p_not_restored", "not restored", "{:.0%}"),
     ("mean_restoration_time_s", "restore s", "{:,.0f}"),
     ("cvar{tag}_restoration_time_s", "CVaR s", "{:,.0f}"),
     ("total_cost_per_yr", "total $/yr", "{:,.0f}"),

@@ -66,18 +66,23 @@ def bootstrap(
     return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
 
 
-STATISTICS = ("mean", "std", "p05", "p50", "p95", "mean_ci_low", "mean_ci_high")
+STATISTICS = ("p_undefined", "mean", "std", "p05", "p50", "p95", "mean_ci_low", "mean_ci_high")
 
 
 def summary(x: np.ndarray, p: np.ndarray, levels: tuple[float, ...]) -> dict[str, float]:
-    """Mean, standard deviation, percentiles, VaR and CVaR at each level, and bootstrap 95 %
-    intervals of the mean and of each CVaR."""
-    x = np.asarray(x, dtype=float)
+    """The probability of NaN values (`p_undefined`), then over the others: mean, standard
+    deviation, percentiles, VaR and CVaR at each level, and bootstrap 95 % intervals of the
+    mean and of each CVaR."""
+    x, p = np.asarray(x, dtype=float), np.asarray(p, dtype=float)
     keep = np.isfinite(x)
+    # NaN is a value without a number (restoration_time_s: not restored by the end of the
+    # episode): its probability is reported, and the other statistics are over the rest
+    undefined = float(p[~keep].sum() / p.sum())
     if not keep.any():
-        return {}
-    x, p = x[keep], np.asarray(p, dtype=float)[keep]
+        return {"p_undefined": undefined}
+    x, p = x[keep], p[keep]
     out = {
+        "p_undefined": undefined,
         "mean": mean(x, p),
         "std": std(x, p),
         "p05": quantile(x, p, 0.05),

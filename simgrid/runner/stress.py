@@ -112,7 +112,7 @@ def _summary(data, p, ok, levels) -> dict[str, xr.Variable]:
             continue
         s = stats.summary(data[name].values[ok], p[ok], levels) if ok.any() else {}
         rows[name] = s
-        stat_names = stat_names or list(s)
+        stat_names = list(s) if len(s) > len(stat_names or ()) else stat_names
     stat_names = stat_names or list(stats.STATISTICS)
     table = np.array([[rows[m].get(k, np.nan) for k in stat_names] for m in rows])
     return {
@@ -130,7 +130,8 @@ def _summary(data, p, ok, levels) -> dict[str, xr.Variable]:
             "statistic",
             np.array(stat_names, dtype=str),
             {
-                "long_name": "mean, std, percentiles, VaR/CVaR at each level, bootstrap 95 % "
+                "long_name": "p_undefined: probability of NaN (restoration: not restored); "
+                "over the rest: mean, std, percentiles, VaR/CVaR at each level, bootstrap 95 % "
                 "intervals (ci_low, ci_high)"
             },
         ),
