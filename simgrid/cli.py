@@ -405,6 +405,7 @@ def _stress(args: argparse.Namespace) -> int:
 
 def _check_stress(spec, args) -> tuple:
     """Everything an episode reads, checked here before any worker starts."""
+    from simgrid.fcm import read_allocation
     from simgrid.runner import check_units, prepare, read_set, scenario_of
     from simgrid.runner.episode import load
 
@@ -414,6 +415,8 @@ def _check_stress(spec, args) -> tuple:
         if not 0 < level < 1:
             raise ConfigError(args.config, "--levels", level, "must lie in (0, 1)")
     cfg = load(spec)
+    if cfg.dispatch.allocation_file is not None:  # its format now, its buses with the network
+        read_allocation(cfg.dispatch.allocation_file, cfg.source)
     ds = read_set(spec.scenarios, cfg.source)
     first = scenario_of(cfg, ds, spec.scenarios, 0)
     check_units(first, prepare(first))

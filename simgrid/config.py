@@ -601,7 +601,8 @@ def parse_dispatch(t: Table, allocation: list[Table], base_dir: Path) -> Dispatc
         if not cfg.allocation and cfg.allocation_file is None:
             raise t.fail(
                 "policy",
-                "'milp' needs an allocation: [[allocation]] tables or dispatch.allocation_file",
+                "'milp' needs an allocation: [[allocation]] tables or dispatch.allocation_file "
+                "(or policy = 'none' and --allocation FILE on the command line)",
             )
     if cfg.allocation and cfg.allocation_file is not None:
         raise t.fail("allocation_file", "give [[allocation]] tables or a file, not both")

@@ -63,7 +63,7 @@ def labels(paths: Sequence[str]) -> list[str]:
 
 def candidates(cfg: RunConfig, paths: Sequence[str]) -> list[Candidate]:
     """The do-nothing reference and each allocation file, read and priced."""
-    from simgrid.fcm import load_catalogue
+    from simgrid.fcm import allocation_entries, load_catalogue
 
     if cfg.dispatch.catalogue is None:
         raise ConfigError(cfg.source, "dispatch.catalogue", None, "is required to evaluate")
@@ -77,7 +77,18 @@ def candidates(cfg: RunConfig, paths: Sequence[str]) -> list[Candidate]:
             key="--allocations",
             required=("module", "bus", "count"),
         )
+        ds.encoding["source"] = str(path)
+        allocation_entries(ds, str(path), key="--allocations")  # as `run --allocation` checks
         prices = {s.module: s.unit_cost for s in reversed(catalogue.suppliers)}
+        for i, m in enumerate(ds["module"].to_numpy()):
+            if str(m) not in prices:
+                raise ConfigError(
+                    str(path),
+                    f"unit[{i}].module",
+                    str(m),
+                    f"is not a module of the catalogue {cfg.dispatch.catalogue} "
+                    f"({', '.join(sorted(prices))})",
+                )
         unit_cost = (
             ds["unit_cost"].to_numpy()
             if "unit_cost" in ds

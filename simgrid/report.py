@@ -14,6 +14,7 @@ import xarray as xr
 
 from simgrid.aiload import campus_loads_mw
 from simgrid.errors import ConfigError
+from simgrid.fcm import allocation_entries
 from simgrid.metrics import AT_DEPTH_BAND, event_windows, step_durations_s
 from simgrid.ncio import DatasetKind, kind_of, read_dataset
 from simgrid.profiles import campus_profile
@@ -202,28 +203,39 @@ def make_report(path: str | Path, out_dir: str | Path, event: int | None = None)
     """
     path = _result_file(Path(path))
     kind = _peek_kind(path)
+    ds = _read_result(path, kind)  # every check before the folder is made
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if kind is DatasetKind.RUN:
-        ds = _read_run(path, kind)
         files, lines = run_report(ds, out_dir, event=event, source=str(path))
         title = f"Run {ds.attrs.get('run_name', path.stem)}"
     elif kind is DatasetKind.STRESS:
-        ds = read_dataset(path, kind, source=str(path), key="RESULT", required=("probability",))
         files, lines = stress_report(ds, path, out_dir, event=event)
         title = "Stress test"
     elif kind is DatasetKind.EVALUATION:
-        ds = read_dataset(path, kind, source=str(path), key="RESULT", required=("probability",))
         files, lines = evaluation_report(ds, out_dir)
         title = "Evaluation of allocations"
     else:
-        ds = read_dataset(path, kind, source=str(path), key="RESULT", required=("module", "bus"))
         files, lines = allocation_report(ds, out_dir)
         title = "FCM allocation"
     md = out_dir / REPORT_MD
     header = [f"# {title}", "", f"Source: `{path}` (simgrid {kind.label})", ""]
     md.write_text("\n".join(header + lines).rstrip() + "\n")
     return [*files, md]
+
+
+def _read_result(path: Path, kind: DatasetKind) -> xr.Dataset:
+    """The result file, read and checked as its kind (ConfigError: one line)."""
+    if kind is DatasetKind.RUN:
+        return _read_run(path, kind)
+    if kind in (DatasetKind.STRESS, DatasetKind.EVALUATION):
+        return read_dataset(path, kind, source=str(path), key="RESULT", required=("probability",))
+    ds = read_dataset(
+        path, kind, source=str(path), key="RESULT", required=("module", "bus", "count")
+    )
+    ds.encoding["source"] = str(path)
+    allocation_entries(ds, str(path), key="RESULT")  # the checks `run --allocation` makes
+    return ds
 
 
 def _result_file(path: Path) -> Path:
@@ -257,8 +269,8 @@ def _peek_kind(path: Path) -> DatasetKind:
         raise ConfigError(
             str(path),
             "RESULT",
-            declared,
-            "must be a run, stress, evaluation or allocation file",
+            declared or "a NetCDF file without simgrid_kind",
+            "must be a simgrid run, stress, evaluation or allocation file",
         )
     return kind
 

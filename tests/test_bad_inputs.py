@@ -17,7 +17,12 @@ Kinds and the commands that read them (a wrapper config or spec points at the ba
 * network: a config with `network.file = FILE`: `run`, `validate`; a spec likewise: `scenarios`
 * scenario_set: `run CONFIG --scenarios FILE`, `validate CONFIG --scenarios FILE`,
   `scenarios --plot FILE --out DIR`
+* result: `report FILE --out DIR`
 * cli: the case's `argv`, with {config}, {spec}, {set}, {out} and {dir} filled in
+
+The Monte Carlo commands read allocations and scenario sets too, and check them before any
+worker starts: `stress` and `evaluate` run on every allocation case, `stress`, `evaluate` and
+`allocate` on every scenario-set case.
 """
 
 from __future__ import annotations
@@ -140,6 +145,8 @@ def _commands(case: dict, bad: Path | None, tmp: Path) -> list[list[str]]:
             ["validate", str(cfg), "--scenarios", str(bad)],
             ["scenarios", "--plot", str(bad), "--out", outdir],
         ]
+    if kind == "result":
+        return [["report", str(bad), "--out", outdir]]
     assert kind == "cli", kind
     fill = {
         "config": str(_config(tmp)),
@@ -168,12 +175,49 @@ def test_the_corpus_is_large_and_its_files_exist():
         "csv",
         "network",
         "scenario_set",
+        "result",
         "cli",
     }
 
 
+def _monte_carlo_commands(case: dict, bad: Path | None, tmp: Path) -> list[list[str]]:
+    """`stress`, `evaluate` (and `allocate`) on an allocation or scenario-set case."""
+    from simgrid.fcm import AllocationEntry, allocation_dataset
+    from simgrid.ncio import write_dataset
+
+    dispatch = f'[dispatch]\npolicy = "none"\ncatalogue = "{CATALOGUE}"\n'
+    cfg = str(_config(tmp, dispatch=dispatch, campus=CAMPUS.format(extra="")))
+    flags = ["--workers", "1", "--no-progress"]
+    st, ev = ["--out", str(tmp / "stress")], ["--out", str(tmp / "evaluation")]
+    if case["kind"] == "allocation":
+        good = str(_good_set(tmp))
+        return [
+            ["stress", cfg, "--scenarios", good, "--allocation", str(bad), *st, *flags],
+            ["evaluate", cfg, "--allocations", str(bad), "--scenarios", good, *ev, *flags],
+        ]
+    alloc = tmp / "good_allocation.nc"
+    write_dataset(allocation_dataset((AllocationEntry("bess-0.5", 2, 1),)), alloc)
+    return [
+        ["stress", cfg, "--scenarios", str(bad), *st, *flags],
+        ["evaluate", cfg, "--allocations", str(alloc), "--scenarios", str(bad), *ev, *flags],
+        ["allocate", cfg, "--scenarios", str(bad), "--out", str(tmp / "a.nc"), "--no-progress"],
+    ]
+
+
+MONTE_CARLO = [c for c in _manifest() if c["kind"] in ("allocation", "scenario_set")]
+
+
+@pytest.mark.parametrize("case", MONTE_CARLO, ids=[c["name"] for c in MONTE_CARLO])
+def test_the_monte_carlo_commands_refuse_bad_input_alike(case, tmp_path, capsys):
+    _check_case(case, tmp_path, capsys, _monte_carlo_commands)
+
+
 @pytest.mark.parametrize("case", _manifest(), ids=[c["name"] for c in _manifest()])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys):
+    _check_case(case, tmp_path, capsys, _commands)
+
+
+def _check_case(case, tmp_path, capsys, commands) -> None:
     for sub in ("campus", "spec"):
         (tmp_path / sub).mkdir()
     bad = None
@@ -184,7 +228,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys)
         if b"@REPO@" in raw:  # corpus files name the repository's own files this way
             bad.write_bytes(raw.replace(b"@REPO@", str(REPO).encode()))
     before = set(tmp_path.rglob("*"))
-    for argv in _commands(case, bad, tmp_path):
+    for argv in commands(case, bad, tmp_path):
         before |= set(tmp_path.rglob("*"))  # wrappers written for this command
         code = main(argv)
         err = capsys.readouterr().err

@@ -1,0 +1,2 @@
+module,bus,count
+bess-0.5,2,1

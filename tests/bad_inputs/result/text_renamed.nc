@@ -1,0 +1,1 @@
+allocation: one bess-0.5 at bus 2
