@@ -315,34 +315,36 @@ def customers(ds: xr.Dataset) -> np.ndarray:
     return n
 
 
-def interrupted_fraction(ds: xr.Dataset) -> np.ndarray:
+def interrupted_fraction(ds: xr.Dataset) -> xr.DataArray:
     """Per step and bus, the fraction of its load not served (islanded, shed by the dispatcher
-    or by protection, or lost to collapse)."""
-    demand = ds["bus_demand_mw"].to_numpy()
-    shed = ds["shed_mw"].to_numpy() + ds["uvls_shed_mw"].to_numpy()
-    frac = np.divide(shed, demand, out=np.zeros_like(shed), where=demand > 1e-12)
-    frac = np.where(ds["energised"].to_numpy().astype(bool), frac, 1.0)
-    collapsed = ~ds["pf_converged"].to_numpy().astype(bool)
-    frac[collapsed] = 1.0
-    return np.clip(frac, 0.0, 1.0)
+    or by protection, or lost to collapse). Array operations only: on a long run they are
+    computed block by block (dask)."""
+    demand = ds["bus_demand_mw"]
+    shed = ds["shed_mw"] + ds["uvls_shed_mw"]
+    frac = xr.where(demand > 1e-12, shed / demand.where(demand > 1e-12, 1.0), 0.0)
+    frac = xr.where(ds["energised"].astype(bool), frac, 1.0)
+    frac = xr.where(ds["pf_converged"].astype(bool), frac, 1.0)
+    return frac.clip(0.0, 1.0)
 
 
 def customer_interruptions(ds: xr.Dataset) -> tuple[float, float]:
     """(customer interruptions, customer-minutes interrupted) over sustained spells (IEEE 1366):
     a spell of a bus's interruption lasting `sustained_s` or more counts its customers (times the
     largest fraction of its load lost in the spell) once, and their minutes throughout."""
-    frac = interrupted_fraction(ds)
+    # float32 (7 significant digits of a fraction): a year at 60 s on 33 buses is 69 MB
+    fractions = interrupted_fraction(ds).astype(np.float32).to_numpy()
     dur = step_durations_s(ds)
     n = customers(ds)
     count = minutes = 0.0
-    for b in range(frac.shape[1]):
-        on = frac[:, b] > 0
+    for b in range(fractions.shape[1]):
+        frac = fractions[:, b].astype(float)
+        on = frac > 0
         edges = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(int), [0]])))
         for start, stop in zip(edges[::2], edges[1::2], strict=True):
             span = dur[start:stop]
             if span.sum() >= _attr(ds, "sustained_s"):
-                count += n[b] * frac[start:stop, b].max()
-                minutes += n[b] * float(np.sum(frac[start:stop, b] * span)) / 60.0
+                count += n[b] * frac[start:stop].max()
+                minutes += n[b] * float(np.sum(frac[start:stop] * span)) / 60.0
     return count, minutes
 
 
