@@ -1,6 +1,16 @@
 """Long horizons with dispatch: wall time, peak memory and dispatch time per simulated day.
 
     python benchmarks/bench_long.py [--days 1 7]      # add 30 for a month (about 10 minutes)
+    python benchmarks/bench_long.py --calm [--days 10]
+    python benchmarks/bench_long.py --no-dispatch --days 1 365   # a year of streaming, ~15 min
+
+`--calm`: the bundled example (configs/ieee33.toml) with its horizon stretched to N days: its
+shocks all fall on day 1, the later days repeat the same calm load shape, so the dispatcher's
+solve time per calm day should not change from day 2 to day N.
+
+`--no-dispatch`: the same runs with `[dispatch] policy = "none"`, so that a whole year's
+streaming (time series, checkpoints, joining the blocks, metrics over the year) can be measured
+in minutes; a year with dispatch takes about 365 x the day's wall time.
 
 For each horizon, in a fresh process: one scenario of scenarios/ieee33_ai.toml drawn over that
 many days (seed 1), run in closed loop with the bundled example's allocation and rolling
@@ -21,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,7 +40,7 @@ sys.path.insert(0, str(REPO))
 DAY_S = 86400.0
 
 
-def _one(days: float) -> dict:
+def _one(days: float, calm: bool, dispatch: bool) -> dict:
     import xarray as xr
 
     from simgrid.cli import main
@@ -38,19 +49,27 @@ def _one(days: float) -> dict:
     from simgrid.runner.blocks import run_to_file
     from simgrid.types import DoNothing
 
-    text = (REPO / "scenarios" / "ieee33_ai.toml").read_text()
-    text = text.replace("horizon_s = 86400 ", f"horizon_s = {days * DAY_S:.0f} ", 1)
+    source = REPO / ("configs/ieee33.toml" if calm else "scenarios/ieee33_ai.toml")
+    text = source.read_text().replace("horizon_s = 86400 ", f"horizon_s = {days * DAY_S:.0f} ", 1)
     with tempfile.TemporaryDirectory() as tmp:
-        spec, set_path = Path(tmp) / "spec.toml", Path(tmp) / "set.nc"
-        spec.write_text(text)
-        args = ["scenarios", str(spec), "--n", "1", "--seed", "1", "--out", str(set_path)]
-        assert main([*args, "--no-progress"]) == 0
-        cfg = with_scenario(load_config(REPO / "configs" / "ieee33.toml"), set_path, 0)
+        if calm:
+            path = Path(tmp) / "calm.toml"
+            path.write_text(text.replace('catalogue = "', f'catalogue = "{REPO / "configs"}/', 1))
+            cfg = load_config(path)
+        else:
+            spec, set_path = Path(tmp) / "spec.toml", Path(tmp) / "set.nc"
+            spec.write_text(text)
+            args = ["scenarios", str(spec), "--n", "1", "--seed", "1", "--out", str(set_path)]
+            assert main([*args, "--no-progress"]) == 0
+            cfg = with_scenario(load_config(REPO / "configs" / "ieee33.toml"), set_path, 0)
+        if not dispatch:
+            cfg = replace(cfg, dispatch=replace(cfg.dispatch, policy="none"))
         t0 = time.perf_counter()
         inputs = prepare(cfg)
         policy = build_policy(cfg, inputs)
         out = Path(tmp) / "run.nc"
-        run_to_file(inputs, policy, out, baseline=DoNothing(inputs.network.n_bus))
+        baseline = DoNothing(inputs.network.n_bus) if dispatch else None
+        run_to_file(inputs, policy, out, baseline=baseline)
         wall = time.perf_counter() - t0
         with xr.open_dataset(out) as ds:
             solve = ds["dispatch_solve_s"].to_numpy()
@@ -61,7 +80,7 @@ def _one(days: float) -> dict:
         "days": days,
         "wall_s": wall,
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "first_day_dispatch_s": float(solve[day == 0].sum()),
+        "first_day_dispatch_s": float(solve[day == (1 if calm else 0)].sum()),
         "last_day_dispatch_s": float(solve[day == day.max()].sum()),
         "events": n_events,
         "file_mb": size_mb,
@@ -71,28 +90,39 @@ def _one(days: float) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--days", type=float, nargs="+", default=[1, 7])
+    p.add_argument("--calm", action="store_true", help="the example stretched: calm after day 1")
+    p.add_argument("--no-dispatch", action="store_true", help="policy = 'none' (streaming only)")
     p.add_argument("--child", type=float, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child is not None:
-        print(json.dumps(_one(a.child)))
+        print(json.dumps(_one(a.child, a.calm, not a.no_dispatch)))
         return
+    if a.calm:
+        print("calm days after the example's day: dispatch time on day 2 against the last day")
     print(
         f"{'days':>5} {'events':>6} {'wall (s)':>9} {'peak (MB)':>9} {'file (MB)':>9} "
         "dispatch day 1 / last (s)"
     )
     for days in a.days:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", str(days)],
+            [
+                sys.executable,
+                __file__,
+                *("--child", str(days)),
+                *(["--calm"] if a.calm else []),
+                *(["--no-dispatch"] if a.no_dispatch else []),
+            ],
             capture_output=True,
             text=True,
             check=True,
         ).stdout
         r = json.loads(out.strip().splitlines()[-1])
         first, last = r["first_day_dispatch_s"], r["last_day_dispatch_s"]
+        ratio = f"({last / first:.2f}x)" if first > 0 else ""
         print(
             f"{days:5.0f} {r['events']:6d} {r['wall_s']:9.1f} {r['peak_mb']:9.0f} "
             f"{r['file_mb']:9.1f} "
-            f"{first:12.2f} / {last:.2f} ({last / first:.2f}x)"
+            f"{first:12.2f} / {last:.2f} {ratio}"
         )
 
 

@@ -136,6 +136,11 @@ class DispatchConfig:
     `mip_gap` / `mip_abs_gap` ($): a window's plan is accepted within either gap of the
     bound; the absolute one keeps quiet windows (objective of cents: a storage drifting back to
     its target) from branching over fractions of a cent (at most ~$3 over a day of 288 calls).
+    5 % relative: only the first of the window's periods is applied and the window is solved
+    again at the next call, so a tighter gap buys nothing in closed loop; on the bundled
+    example's day the closed-loop cost is within 0.02 % of an exact dispatcher (all binaries
+    integral, 0.01 % gap) at 0.5 %, 2 % and 5 % alike, and 5 % lets the LP path answer most of
+    the windows that needed a MILP (`python benchmarks/bench_stress.py episode`).
     `voltage_margin_pu` tightens the MILP's voltage limits for LinDistFlow's neglect of losses
     (measured against AC on case33bw: 0.003 pu at the base case, ~0.01 pu near 0.90 pu).
     `integer_periods`: commitment, activation and storage-mode binaries are integral in the
@@ -150,7 +155,7 @@ class DispatchConfig:
     redispatch_s: float = 300.0
     horizon_steps: int = 12
     time_limit_s: float = 1.0
-    mip_gap: float = 5e-3
+    mip_gap: float = 0.05
     mip_abs_gap: float = 0.01
     forecast: str = "persistence"
     catalogue: Path | None = None

@@ -229,3 +229,12 @@ def test_every_variable_has_units_and_a_long_name(dispatched):
     assert "bess-0.5" in dispatched.attrs["catalogue_toml"]
     assert len(dispatched.attrs["catalogue_sha256"]) == 64
     assert dispatched.attrs["simgrid_kind"] == "run"
+
+
+def test_the_readme_prints_what_the_example_prints(dispatched):
+    """The comparison table in the README's quick start is the run's, line for line."""
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("                          do-nothing  RollingDispatcher") :]
+    table = table[: table.index("```")].rstrip().splitlines()
+    printed = dispatched.attrs["printed"].rstrip().splitlines()
+    assert printed[-len(table) :] == table
