@@ -21,6 +21,7 @@ from pathlib import Path
 
 import xarray as xr
 
+from simgrid import __version__
 from simgrid.config import RunConfig
 from simgrid.cosim.simulation import Blocks, Checkpoint, SimulationInputs, simulate
 from simgrid.errors import SimgridError
@@ -28,6 +29,8 @@ from simgrid.ncio import DatasetKind, atomic_path, read_dataset, write_dataset
 from simgrid.types import DispatchPolicy
 
 log = logging.getLogger(__name__)
+
+OPEN_BLOCKS = 4  # block files open at once while the run is joined
 
 
 def parts_folder(out: Path, label: str = "") -> Path:
@@ -40,7 +43,13 @@ class BlockStore:
 
     def __init__(self, folder: Path, cfg: RunConfig, policy_name: str) -> None:
         self.folder = folder
-        self.key = {"config_sha256": cfg.text_sha256, "seed": cfg.seed, "policy": policy_name}
+        # a checkpoint is a pickle of simgrid's own objects: only the same version resumes it
+        self.key = {
+            "simgrid_version": __version__,
+            "config_sha256": cfg.text_sha256,
+            "seed": cfg.seed,
+            "policy": policy_name,
+        }
         if cfg.scenario is not None:
             ref = cfg.scenario
             self.key.update(scenario_spec_sha256=ref.spec_sha256, scenario_seed=ref.seed)
@@ -126,10 +135,16 @@ def run_to_file(
     from simgrid.runner import run_dataset, with_baseline
 
     cfg, network = inputs.config, inputs.network
-    series, done = simulate_blocks(inputs, policy, out, progress=progress)
-    cleanups = [done]
-    # one thread reads the blocks: HDF5 is not thread-safe, and the data are small per block
-    with dask.config.set(scheduler="synchronous"):
+    cleanups = []
+    # one thread reads the blocks (HDF5 is not thread-safe; a block is small), and only a few
+    # block files are open at once: each open file holds megabytes of HDF5 caches, which over
+    # a year's 365 blocks would outgrow the run itself
+    with (
+        xr.set_options(file_cache_maxsize=OPEN_BLOCKS),
+        dask.config.set(scheduler="synchronous"),
+    ):
+        series, done = simulate_blocks(inputs, policy, out, progress=progress)
+        cleanups.append(done)
         ds = run_dataset(series, cfg, network, policy)
         if baseline is not None:
             base, done = simulate_blocks(inputs, baseline, out, label=".baseline")
@@ -137,8 +152,8 @@ def run_to_file(
             ds = with_baseline(ds, run_dataset(base, cfg, network, baseline))
         write_dataset(ds, out)
         scalars = ds[[name for name, v in ds.data_vars.items() if v.ndim == 0]].load()
-    n_steps = ds.sizes["time"]
-    series.close()
+        n_steps = ds.sizes["time"]
+        series.close()
     for done in cleanups:
         done()
     return scalars, n_steps
