@@ -139,8 +139,10 @@ class DispatchConfig:
     5 % relative: only the first of the window's periods is applied and the window is solved
     again at the next call, so a tighter gap buys nothing in closed loop; on the bundled
     example's day the closed-loop cost is within 0.02 % of an exact dispatcher (all binaries
-    integral, 0.01 % gap) at 0.5 %, 2 % and 5 % alike, and 5 % lets the LP path answer most of
-    the windows that needed a MILP (`python benchmarks/bench_stress.py episode`).
+    integral, 0.01 % gap) at 0.5 % and 5 % alike, and 5 % lets the LP path answer most of the
+    windows that needed a MILP (`python benchmarks/bench_stress.py episode`). `time_limit_s` is
+    a safety net: when a MILP hits it (a heavily loaded machine), the step is recorded as
+    `dispatch_status` = 1 and its decision depends on the machine's speed.
     `voltage_margin_pu` tightens the MILP's voltage limits for LinDistFlow's neglect of losses
     (measured against AC on case33bw: 0.003 pu at the base case, ~0.01 pu near 0.90 pu).
     `integer_periods`: commitment, activation and storage-mode binaries are integral in the

@@ -122,14 +122,8 @@ class RollingDispatcher:
         self.v2 = ((v_min_pu + margin) ** 2, (v_max_pu - margin) ** 2)
         self.forecaster = forecaster
         self._pf = PowerFlowEngine(network)  # the dispatcher's own model, for its losses
-        self.reset()
         self.lp_first = True  # try the hot-started LP relaxation before the MILP
-        self.lp_accepted = 0
-        self.lp_dives = 0  # of which after fixing the rounded binaries (within the MIP gap)
-        self.loss_resolves = 0
-        self.step_wall_s: list[float] = []
-        self.solver_s: list[float] = []
-        self.costs: list[float] = []
+        self.reset()
 
     def reset(self) -> None:
         """Back to the start of a run (units at rest, no plan, its power flow at a flat start);
@@ -140,6 +134,13 @@ class RollingDispatcher:
         self._t_step: float | None = None
         self._el_s = 0.0  # time since the previous step
         self._ai_prev: tuple[float, np.ndarray] | None = None
+        # diagnostics of this run
+        self.lp_accepted = 0
+        self.lp_dives = 0  # of which after fixing the rounded binaries (within the MIP gap)
+        self.loss_resolves = 0
+        self.step_wall_s: list[float] = []
+        self.solver_s: list[float] = []
+        self.costs: list[float] = []
         self._pf.reset()
         self.rest()
 
