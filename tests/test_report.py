@@ -511,7 +511,7 @@ def test_other_files_are_refused_in_one_line(tmp_path):
     write_dataset(sset, tmp_path / "set.nc")
     (tmp_path / "notes.nc").write_text("not a NetCDF file\n")
     cases = {
-        tmp_path / "set.nc": "'scenario_set': must be a simgrid run, stress, evaluation or allocation",
+        tmp_path / "set.nc": "'scenario_set': must be a simgrid run, stress, evaluation",
         tmp_path / "notes.nc": "cannot be read as NetCDF",
         tmp_path / "none.nc": "file not found",
         tmp_path: "is a directory without stress.nc",
