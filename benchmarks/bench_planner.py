@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 from simgrid.allocate import _problem  # noqa: E402
 from simgrid.cli import main as cli  # noqa: E402
 from simgrid.config import Ambiguity, load_config  # noqa: E402
+from simgrid.errors import ConfigError  # noqa: E402
 from simgrid.optimization.benders import Benders  # noqa: E402
 from simgrid.optimization.planner import plan, solve_extensive  # noqa: E402
 
@@ -75,8 +76,12 @@ def recourse_integrality(cfg, path: Path, limit: float) -> None:
         planning = replace(cfg.planning, integer_recourse=integral, time_limit_s=limit)
         problem = _problem(cfg, str(path), planning)
         t0 = time.perf_counter()
-        r = solve_extensive(problem)
         label = "integral" if integral else "relaxed"
+        try:
+            r = solve_extensive(problem)
+        except ConfigError as exc:  # no allocation within the limit
+            print(f"  {label:9s} {time.perf_counter() - t0:7.1f} s: {exc}", flush=True)
+            continue
         print(
             f"  {label:9s} {time.perf_counter() - t0:7.1f} s, gap {r.solve.gap:6.2%}, "
             f"objective ${r.objective:,.0f}/yr; {purchases(r)}",
