@@ -24,7 +24,7 @@ import xarray as xr
 from simgrid import stats
 from simgrid.config import RunConfig
 from simgrid.errors import ConfigError
-from simgrid.ncio import DatasetKind, package_versions, read_dataset
+from simgrid.ncio import DatasetKind, package_versions
 from simgrid.optimization.planner import Purchase
 from simgrid.runner.episode import StressSpec
 
@@ -63,22 +63,14 @@ def labels(paths: Sequence[str]) -> list[str]:
 
 def candidates(cfg: RunConfig, paths: Sequence[str]) -> list[Candidate]:
     """The do-nothing reference and each allocation file, read and priced."""
-    from simgrid.fcm import allocation_entries, load_catalogue
+    from simgrid.fcm import load_catalogue, read_allocation_dataset
 
     if cfg.dispatch.catalogue is None:
         raise ConfigError(cfg.source, "dispatch.catalogue", None, "is required to evaluate")
     catalogue = load_catalogue(cfg.dispatch.catalogue)
     out = [Candidate(NONE, None, 0.0, (), math.nan)]
     for label, path in zip(labels(paths), paths, strict=True):
-        ds = read_dataset(
-            path,
-            DatasetKind.ALLOCATION,
-            source=path,
-            key="--allocations",
-            required=("module", "bus", "count"),
-        )
-        ds.encoding["source"] = str(path)
-        allocation_entries(ds, str(path), key="--allocations")  # as `run --allocation` checks
+        ds = read_allocation_dataset(path, str(path), key="--allocations")
         prices = {s.module: s.unit_cost for s in reversed(catalogue.suppliers)}
         for i, m in enumerate(ds["module"].to_numpy()):
             if str(m) not in prices:

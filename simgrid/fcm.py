@@ -316,14 +316,19 @@ def allocation_entries(
     )
 
 
-def read_allocation(path: Path, source: str) -> tuple[AllocationEntry, ...]:
-    """An allocation NetCDF (Stage-I's output, or `allocation_dataset`) as checked entries."""
+def read_allocation_dataset(
+    path: str | Path, source: str, key: str = "dispatch.allocation_file"
+) -> xr.Dataset:
+    """An allocation NetCDF read and checked (`allocation_entries`): what `run`, `evaluate` and
+    `report` all accept."""
     ds = read_dataset(
-        path,
-        DatasetKind.ALLOCATION,
-        source=source,
-        key="dispatch.allocation_file",
-        required=("module", "bus", "count"),
+        path, DatasetKind.ALLOCATION, source=source, key=key, required=("module", "bus", "count")
     )
     ds.encoding["source"] = str(path)
-    return allocation_entries(ds, source)
+    allocation_entries(ds, source, key)
+    return ds
+
+
+def read_allocation(path: Path, source: str) -> tuple[AllocationEntry, ...]:
+    """An allocation NetCDF (Stage-I's output, or `allocation_dataset`) as checked entries."""
+    return allocation_entries(read_allocation_dataset(path, source), source)

@@ -8,7 +8,7 @@ from pathlib import Path
 import xarray as xr
 
 from simgrid.errors import ConfigError
-from simgrid.fcm import allocation_entries
+from simgrid.fcm import read_allocation_dataset
 from simgrid.ncio import DatasetKind, kind_of, read_dataset
 from simgrid.report.allocation import allocation_report
 from simgrid.report.common import REPORT_MD, STRESS_FILE, fmt
@@ -72,12 +72,7 @@ def _read_result(path: Path, kind: DatasetKind) -> xr.Dataset:
         return _read_run(path, kind)
     if kind in (DatasetKind.STRESS, DatasetKind.EVALUATION):
         return read_dataset(path, kind, source=str(path), key="RESULT", required=("probability",))
-    ds = read_dataset(
-        path, kind, source=str(path), key="RESULT", required=("module", "bus", "count")
-    )
-    ds.encoding["source"] = str(path)
-    allocation_entries(ds, str(path), key="RESULT")  # the checks `run --allocation` makes
-    return ds
+    return read_allocation_dataset(path, str(path), key="RESULT")  # as `run --allocation` checks
 
 
 def _result_file(path: Path) -> Path:
