@@ -130,3 +130,17 @@ def test_the_year_long_spec_is_the_daily_one_over_365_days():
     assert body("ieee33_ai_year.toml") == body("ieee33_ai.toml")
     year = load_spec(REPO / "scenarios" / "ieee33_ai_year.toml")
     assert year.horizon_s == 365 * 86400
+
+
+def test_a_checkpoint_carries_a_perfect_forecast_dispatcher():
+    from simgrid.config import load_config
+    from simgrid.cosim.simulation import Checkpoint, Loop
+    from simgrid.runner import PerfectForecast, build_policy, prepare
+
+    cfg = load_config(REPO / "configs" / "ieee33.toml")
+    inputs = prepare(cfg)
+    policy = build_policy(cfg, inputs, forecast="perfect")
+    back = Checkpoint.of(Loop(inputs, policy), 3600.0, 0).restore().policy
+    assert isinstance(back.forecaster, PerfectForecast)
+    t = np.arange(0.0, 86400.0, 600.0)
+    np.testing.assert_array_equal(back.forecaster(t), policy.forecaster(t))

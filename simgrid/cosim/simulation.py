@@ -326,21 +326,11 @@ class Checkpoint:
 
     @classmethod
     def of(cls, loop: Loop, t_s: float, block: int) -> Checkpoint:
-        forecaster = getattr(loop.policy, "forecaster", None)  # a closure: rebuilt on resume
-        if forecaster is not None:
-            loop.policy.forecaster = None
-        try:
-            return cls(t_s, block, pickle.dumps(loop, protocol=pickle.HIGHEST_PROTOCOL))
-        finally:
-            if forecaster is not None:
-                loop.policy.forecaster = forecaster
+        return cls(t_s, block, pickle.dumps(loop, protocol=pickle.HIGHEST_PROTOCOL))
 
-    def restore(self, policy: DispatchPolicy) -> Loop:
-        """The loop as it was; `policy` (built afresh for the same config) lends its forecaster."""
-        loop = pickle.loads(self.data)  # noqa: S301 -- simgrid's own file, see the class
-        if getattr(policy, "forecaster", None) is not None:
-            loop.policy.forecaster = policy.forecaster
-        return loop
+    def restore(self) -> Loop:
+        """The loop as it was, policy included."""
+        return pickle.loads(self.data)  # noqa: S301 -- simgrid's own file, see the class
 
 
 @dataclass(frozen=True)
@@ -381,12 +371,12 @@ def simulate(
 
     `progress(dt)` is called after each step with the simulated seconds advanced. With
     `blocks`, the time series go to `blocks.write` block by block and the last block is
-    returned; with `start`, the run goes on from that checkpoint.
+    returned; with `start`, the run goes on from that checkpoint (with its own policy).
     """
     cfg, nw = inputs.config, inputs.network
     check_placement(cfg.source, cfg.campuses, cfg.events, nw)
     policy = policy if policy is not None else DoNothing(nw.n_bus)
-    loop = Loop(inputs, policy) if start is None else start.restore(policy)
+    loop = Loop(inputs, policy) if start is None else start.restore()
     t_from = 0.0 if start is None else start.t_s
     rec = Recorder(inputs, _capacity(cfg, blocks), loop.policy.unit_names)
     env = simpy.Environment(initial_time=t_from)

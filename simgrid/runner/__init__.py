@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import xarray as xr
@@ -57,6 +57,28 @@ def allocated_units(cfg: RunConfig, inputs: SimulationInputs):
     return build_units(catalogue, entries, inputs.network.n_bus, str(dc.allocation_file), "unit")
 
 
+@dataclass(frozen=True, eq=False)
+class PerfectForecast:
+    """Perfect foresight of the AI load (for benchmarking): what the config's events will make
+    the campuses draw. A plain object, so a long run's checkpoint pickles it with the loop."""
+
+    campuses: tuple
+    profiles: tuple
+    events: tuple
+
+    @classmethod
+    def of(cls, cfg: RunConfig, inputs: SimulationInputs) -> PerfectForecast:
+        profiles = inputs.campus_profiles or tuple(
+            campus_profile(c, cfg.source) for c in cfg.campuses
+        )
+        return cls(cfg.campuses, tuple(profiles), cfg.events)
+
+    def __call__(self, times):
+        from simgrid.aiload import campus_loads_mw
+
+        return campus_loads_mw(self.campuses, self.profiles, self.events, times)
+
+
 def build_policy(
     cfg: RunConfig,
     inputs: SimulationInputs,
@@ -68,18 +90,12 @@ def build_policy(
     """The dispatch policy the config asks for (None: do nothing)."""
     if cfg.dispatch.policy == "none":
         return None
-    from simgrid.aiload import campus_loads_mw
     from simgrid.optimization.dispatcher import RollingDispatcher
 
     dc = cfg.dispatch
     units = allocated_units(cfg, inputs)
-    forecaster = None
-    if (forecast or dc.forecast) == "perfect":
-        profiles = [campus_profile(c, cfg.source) for c in cfg.campuses]
-
-        def forecaster(times):
-            return campus_loads_mw(cfg.campuses, profiles, cfg.events, times)
-
+    perfect = (forecast or dc.forecast) == "perfect"
+    forecaster = PerfectForecast.of(cfg, inputs) if perfect else None
     net = cfg.network
     return RollingDispatcher(
         inputs.network,

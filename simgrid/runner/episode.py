@@ -16,13 +16,12 @@ import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import xarray as xr
 
 from simgrid.config import RunConfig, load_config, with_allocation_file
 from simgrid.errors import SimgridError
 from simgrid.ncio import DatasetKind, read_dataset, write_dataset
-from simgrid.runner import build_policy, prepare, read_set, run, scenario_of
+from simgrid.runner import PerfectForecast, build_policy, prepare, read_set, run, scenario_of
 
 EPISODE_KIND = "episode"
 OK, FAILED = 0, 1
@@ -88,7 +87,7 @@ class EpisodeRunner:
         if policy is not None:
             policy.reset()
             if cfg.dispatch.forecast == "perfect":
-                policy.forecaster = perfect_forecaster(cfg, inputs)
+                policy.forecaster = PerfectForecast.of(cfg, inputs)
         ds = run(cfg, inputs=inputs, policy=policy)
         return ds.assign(
             closed_loop_cost=xr.Variable(
@@ -123,15 +122,6 @@ class EpisodeRunner:
             "allocation_file": self.spec.allocation or "",
             "config_sha256": self.cfg.text_sha256,
         }
-
-
-def perfect_forecaster(cfg: RunConfig, inputs):
-    from simgrid.aiload import campus_loads_mw
-
-    def forecast(times: np.ndarray) -> np.ndarray:
-        return campus_loads_mw(cfg.campuses, inputs.campus_profiles, cfg.events, times)
-
-    return forecast
 
 
 def closed_loop_cost(ds: xr.Dataset, cfg: RunConfig) -> float:
