@@ -393,7 +393,7 @@ def _stress(args: argparse.Namespace) -> int:
         allocation=args.allocation,
         timeseries=args.timeseries,
     )
-    cfg, n = _check_stress(spec, args)
+    cfg, n = _check_stress([spec], args)
     out = Path(args.out) if args.out else Path("results") / f"{cfg.name}_stress"
     _check_out_dir(out)
     spec = replace(spec, out_dir=str(out))
@@ -403,8 +403,10 @@ def _stress(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_stress(spec, args) -> tuple:
-    """Everything an episode reads, checked here before any worker starts."""
+def _check_stress(specs, args) -> tuple:
+    """Everything the episodes of `specs` read, checked before any worker starts: the specs
+    share config and scenario set (evaluate's differ in their allocation), so the set is read
+    and the network built once. Returns the first spec's config and the number of scenarios."""
     from simgrid.fcm import read_allocation
     from simgrid.runner import check_units, prepare, read_set, scenario_of
     from simgrid.runner.episode import load
@@ -414,13 +416,16 @@ def _check_stress(spec, args) -> tuple:
     for level in args.levels:
         if not 0 < level < 1:
             raise ConfigError(args.config, "--levels", level, "must lie in (0, 1)")
-    cfg = load(spec)
-    if cfg.dispatch.allocation_file is not None:  # its format now, its buses with the network
-        read_allocation(cfg.dispatch.allocation_file, cfg.source)
-    ds = read_set(spec.scenarios, cfg.source)
-    first = scenario_of(cfg, ds, spec.scenarios, 0)
-    check_units(first, prepare(first))
-    return cfg, ds.sizes["scenario"]
+    configs = [load(spec) for spec in specs]
+    for cfg in configs:  # each allocation's format now, its buses with the network below
+        if cfg.dispatch.allocation_file is not None:
+            read_allocation(cfg.dispatch.allocation_file, cfg.source)
+    scenarios = specs[0].scenarios
+    ds = read_set(scenarios, configs[0].source)
+    inputs = prepare(scenario_of(configs[0], ds, scenarios, 0))
+    for cfg in configs:
+        check_units(scenario_of(cfg, ds, scenarios, 0), inputs)
+    return configs[0], ds.sizes["scenario"]
 
 
 def _stress_run(spec, n: int, args, days_per_year: float):
@@ -495,7 +500,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("results") / f"{cfg.name}_evaluation"
     _check_out_dir(out)
     specs = ev.specs(args.config, args.scenarios, out, cands)
-    n = max(_check_stress(spec, args)[1] for spec in specs)
+    n = _check_stress(specs, args)[1]
     indices = list(range(n))
     t0 = time.perf_counter()
     _episodes([(spec, indices) for spec in specs], args)

@@ -68,10 +68,10 @@ def candidates(cfg: RunConfig, paths: Sequence[str]) -> list[Candidate]:
     if cfg.dispatch.catalogue is None:
         raise ConfigError(cfg.source, "dispatch.catalogue", None, "is required to evaluate")
     catalogue = load_catalogue(cfg.dispatch.catalogue)
+    prices = {s.module: s.unit_cost for s in reversed(catalogue.suppliers)}
     out = [Candidate(NONE, None, 0.0, (), math.nan)]
     for label, path in zip(labels(paths), paths, strict=True):
         ds = read_allocation_dataset(path, str(path), key="--allocations")
-        prices = {s.module: s.unit_cost for s in reversed(catalogue.suppliers)}
         for i, m in enumerate(ds["module"].to_numpy()):
             if str(m) not in prices:
                 raise ConfigError(
@@ -86,11 +86,9 @@ def candidates(cfg: RunConfig, paths: Sequence[str]) -> list[Candidate]:
             if "unit_cost" in ds
             else np.array([prices.get(str(m), math.nan) for m in ds["module"].to_numpy()])
         )
-        invest = float(
-            ds["investment_cost"]
-            if "investment_cost" in ds
-            else cfg.planning.annuity * float(ds["count"].to_numpy() @ unit_cost)
-        )
+        # priced with this config's annuity for every allocation alike (a Stage-I file's own
+        # investment_cost used its config's discount rate and lifetime)
+        invest = cfg.planning.annuity * float(ds["count"].to_numpy() @ unit_cost)
         purchases = ()
         if "supplier" in ds:
             purchases = tuple(

@@ -129,12 +129,13 @@ def closed_loop_cost(ds: xr.Dataset, cfg: RunConfig) -> float:
     imbalance penalty x imbalance energy, the voltage penalty x the pu-hours of |V| outside its
     limits, and the flexible units' operating cost (the planner's recourse terms, less its
     SoC-restoration regulariser, which prices no outcome)."""
-    from simgrid.metrics import step_durations_s, voltage_violation_pu
+    from simgrid.metrics import step_durations_s
 
     d = cfg.dispatch
     fcm = float(ds["fcm_cost"]) if "fcm_cost" in ds else 0.0
     dt_h = step_durations_s(ds) / 3600.0
-    pu_h = float((voltage_violation_pu(ds).fillna(0.0).sum("bus").to_numpy() * dt_h).sum())
+    # the run's own metric (with_metrics), not computed again
+    pu_h = float((ds["voltage_violation_pu"].fillna(0.0).sum("bus").to_numpy() * dt_h).sum())
     return (
         d.voll_per_mwh * float(ds["unserved_energy_mwh"])
         + d.imbalance_per_mwh * float(ds["imbalance_energy_mwh"])
