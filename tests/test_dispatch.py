@@ -333,8 +333,6 @@ def test_lp_first_shortcut_gives_the_milp_optimum_within_the_gap(two_bus, abs_ga
     After every call the MILP is solved on the very window the shortcut answered (the
     persistent MILP object holds the same bounds and costs) and the two are compared.
     """
-    from simgrid.optimization.solve import run_within
-
     units = (_bess(), _gen(start_delay_s=0.0), _dr(notification_s=0.0), _ldes())
     pol = _dispatcher(two_bus, *units, mip_abs_gap=abs_gap)
     for k, ai in enumerate((0.0, 0.2, 1.2, 1.2, 0.3, 0.0, 0.7, 0.05, 0.06, 0.0)):
@@ -343,7 +341,7 @@ def test_lp_first_shortcut_gives_the_milp_optimum_within_the_gap(two_bus, abs_ga
         if pol.lp_accepted == accepted:
             continue  # answered by the MILP itself
         pol._milp_model.highs.setOptionValue("mip_abs_gap", 1e-9)
-        run_within(pol._milp_model.highs, 10.0)
+        pol._milp_model.solve(10.0)  # pushes the window's bounds and costs first
         best, bound = (
             pol._milp_model.highs.getInfo().objective_function_value,
             pol._milp_model.highs.getInfo().mip_dual_bound,
@@ -353,6 +351,32 @@ def test_lp_first_shortcut_gives_the_milp_optimum_within_the_gap(two_bus, abs_ga
         assert pol.costs[-1] <= best + slack + 1e-6, k
     assert pol.lp_accepted > 0
     assert (pol.lp_dives > 0) == (abs_gap > 0.1)  # the loose gap lets dives through
+
+
+def test_lp_rounding_puts_storage_in_the_mode_of_its_net_flow(two_bus, monkeypatch):
+    """A relaxation may charge and discharge at once (to spend energy above the SoC target):
+    the rounded point charges when it charges more than it discharges, and the reverse."""
+    from simgrid.optimization import lpfirst
+
+    seen = []
+    answer = lpfirst.answer
+
+    def spy(lp, milp, hd, state, p_block, **kw):
+        seen.append((milp, hd, state, p_block))
+        return answer(lp, milp, hd, state, p_block, **kw)
+
+    monkeypatch.setattr(lpfirst, "answer", spy)
+    pol = _dispatcher(two_bus, _bess())
+    pol.dispatch(_state(0.0, 0.2))
+    milp, hd, state, p_block = seen[-1]
+    st = hd.storage
+    head = milp.integer[st.mode]
+    assert head.any()
+    x = np.zeros(milp.cost.size)
+    x[st.pc], x[st.pd] = 0.4, 0.1  # net charging
+    assert np.all(lpfirst.rounded(x, milp, hd, state, p_block)[st.mode][head] == 0.0)
+    x[st.pc], x[st.pd] = 0.1, 0.4  # net discharging
+    assert np.all(lpfirst.rounded(x, milp, hd, state, p_block)[st.mode][head] == 1.0)
 
 
 def test_perfect_foresight_starts_a_slow_generator_ahead_of_a_known_deficit(two_bus):

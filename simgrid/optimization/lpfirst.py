@@ -1,7 +1,7 @@
 """Answering a dispatch window from its LP relaxation when that is as good as the MILP.
 
 The binaries of the integral head are rounded by what they mean -- storage in discharge mode
-when it discharges (an LDES below half its minimum block: not at all), a generator committed
+when it discharges more than it charges (an LDES below half its minimum block: not at all), a generator committed
 when it produces or must be on, DR active when it curtails, starts, stops and activations from
 the off -> on transitions. The point is accepted if it satisfies every row and bound at the LP
 bound: then it is optimal for the MILP. Otherwise the rounded binaries are fixed and the LP
@@ -42,7 +42,9 @@ def rounded(
     def put(ids: np.ndarray, values: np.ndarray) -> None:
         x[ids] = np.where(ints[ids], values, x[ids])
 
-    put(st.mode, x[st.pd] >= np.maximum(p_block[:, None] / 2, tol))
+    # by the net flow: the relaxation may charge and discharge at once to spend energy above
+    # the SoC target, which the rounded point must do by charging less
+    put(st.mode, x[st.pd] - x[st.pc] >= np.maximum(p_block[:, None] / 2, tol))
     put(gen.u, (x[gen.p] > tol) | (milp.lb[gen.u] > 0.5))
     on = x[gen.u]
     before = np.concatenate([state.g_u0[:, None], on[:, :-1]], axis=1)
