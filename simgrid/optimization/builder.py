@@ -14,6 +14,7 @@ where they go (the objective, or a scenario's recourse row).
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,7 +41,12 @@ class SolveStatus(enum.IntEnum):
 
 def _flat(value, shape: tuple[int, ...], dtype=float) -> np.ndarray:
     """A scalar or array broadcast to a block's shape, flattened in column order."""
-    return np.broadcast_to(np.asarray(value, dtype), shape).ravel()
+    value = np.asarray(value, dtype)
+    if value.ndim == 0:  # most bounds and costs (cheaper than a broadcast view)
+        return np.full(math.prod(shape), value)
+    if value.shape == shape:
+        return value.ravel()
+    return np.broadcast_to(value, shape).ravel()
 
 
 def _block_shape(terms: Sequence[Term], lo, hi) -> tuple[int, ...]:

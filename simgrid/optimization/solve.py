@@ -167,7 +167,9 @@ class PersistentModel:
     """A HiGHS model built once and updated in place: same matrix, new bounds and costs.
 
     `relaxed=True` keeps the LP relaxation (every column continuous), hot-started from the
-    last basis.
+    last basis. An update is pushed when the model is next solved or fixed, and only the
+    entries that changed: a MILP kept beside an LP that answers most windows is then not
+    touched by the windows it does not solve.
     """
 
     def __init__(self, milp: Milp, *, relaxed: bool = False, **options) -> None:
@@ -176,25 +178,50 @@ class PersistentModel:
         self.highs = new_highs(**options)
         self.highs.passModel(highs_lp(model))
         self.matrix = milp.A
-        self._cols = np.arange(milp.A.shape[1], dtype=np.int32)
-        self._rows = np.arange(milp.A.shape[0], dtype=np.int32)
+        self._pushed = {name: getattr(milp, name).astype(float) for name in _PUSHED}
+        self._pending: Milp | None = None
 
     def update(self, milp: Milp) -> None:
-        """Push new bounds and costs (the matrix is fixed)."""
-        h, cols, rows = self.highs, self._cols, self._rows
-        h.changeColsBounds(len(cols), cols, milp.lb, milp.ub)
-        h.changeRowsBounds(len(rows), rows, milp.row_lo, milp.row_hi)
-        h.changeColsCost(len(cols), cols, milp.cost)
+        """New bounds and costs (the matrix is fixed); pushed before the next solve or fix."""
+        self._pending = milp
+
+    def _push(self) -> None:
+        milp, self._pending = self._pending, None
+        if milp is None:
+            return
+        changed = {}
+        for name in _PUSHED:
+            new, old = getattr(milp, name), self._pushed[name]
+            changed[name] = np.flatnonzero(new != old)
+            old[changed[name]] = new[changed[name]]
+        h, now = self.highs, self._pushed
+        cols = np.union1d(changed["lb"], changed["ub"]).astype(np.int32)
+        if cols.size:
+            h.changeColsBounds(cols.size, cols, now["lb"][cols], now["ub"][cols])
+        rows = np.union1d(changed["row_lo"], changed["row_hi"]).astype(np.int32)
+        if rows.size:
+            h.changeRowsBounds(rows.size, rows, now["row_lo"][rows], now["row_hi"][rows])
+        cols = changed["cost"].astype(np.int32)
+        if cols.size:
+            h.changeColsCost(cols.size, cols, now["cost"][cols])
 
     def fix(self, cols: np.ndarray, values: np.ndarray) -> None:
         """Fix columns at values (until the next `update`)."""
+        self._push()
         idx = np.asarray(cols, dtype=np.int32)
         self.highs.changeColsBounds(len(idx), idx, values, values)
+        # what HiGHS holds for these columns is no longer what was pushed: the next update
+        # sees them as changed
+        self._pushed["lb"][idx] = np.nan
 
     def solve(self, time_limit_s: float) -> SolveResult:
+        self._push()
         t0 = time.perf_counter()
         run_within(self.highs, time_limit_s)
         return result_of(self.highs, t0, mip=self.mip)
+
+
+_PUSHED = ("lb", "ub", "row_lo", "row_hi", "cost")
 
 
 def solve_pyomo(builder, *, time_limit_s: float, mip_gap: float, highs_options=None):
