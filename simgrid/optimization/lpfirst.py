@@ -1,13 +1,13 @@
 """Answering a dispatch window from its LP relaxation when that is as good as the MILP.
 
 The binaries of the integral head are rounded by what they mean -- storage in discharge mode
-when it discharges more than it charges (an LDES below half its minimum block: not at all), a generator committed
-when it produces or must be on, DR active when it curtails, starts, stops and activations from
-the off -> on transitions. The point is accepted if it satisfies every row and bound at the LP
-bound: then it is optimal for the MILP. Otherwise the rounded binaries are fixed and the LP
-solved once more (a dive); that point is accepted within the MIP gap (relative or absolute) of
-the first LP bound -- the guarantee the MILP path gives. Otherwise the caller solves the MILP.
-"""
+when it discharges more than it charges (an LDES below half its minimum block: not at all), a
+generator committed when it produces or must be on, DR active when it curtails, starts, stops
+and activations from the off -> on transitions. The point is accepted if it satisfies every row
+and bound at the LP bound: then it is optimal for the MILP. Otherwise the rounded binaries are
+fixed and the LP solved once more (a dive); that point is accepted within the MIP gap (relative
+or absolute) of the first LP bound -- the guarantee the MILP path gives. Otherwise the caller
+solves the MILP."""
 
 from __future__ import annotations
 
