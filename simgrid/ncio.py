@@ -6,6 +6,7 @@ import contextlib
 import enum
 import glob
 import importlib.metadata
+import math
 import os
 import secrets
 import signal
@@ -136,17 +137,48 @@ def atomic_path(path: str | Path, write: Callable[[Path, Interrupt], None]) -> P
     return path
 
 
+# HDF5 keeps a cache of 64 MB per compressed variable by default: writing a year-long run (a
+# dozen multi-dimensional series) filled those caches with chunks already written, growing
+# the writer's memory with the run. Chunks are aligned with the blocks the data arrives in and
+# written whole, so a small cache loses nothing.
+WRITE_CHUNK_CACHE_BYTES = 2**20
+TARGET_CHUNK_BYTES = 2**20  # along the first dimension of in-memory arrays
+
+
 def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
-    """Write NetCDF atomically, compressing multi-dimensional variables (zlib level 1)."""
+    """Write NetCDF atomically, compressing multi-dimensional variables (zlib level 1) in
+    chunks of whole blocks along their first dimension."""
+    import netCDF4
+
     encoding = {
-        name: {"zlib": True, "complevel": 1} for name, var in ds.data_vars.items() if var.ndim >= 2
+        name: {"zlib": True, "complevel": 1, **_chunking(var)}
+        for name, var in ds.data_vars.items()
+        if var.ndim >= 2
     }
 
     def write(tmp: Path, _: Interrupt) -> None:
         with HDF5_LOCK:
-            ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+            default = netCDF4.get_chunk_cache()
+            netCDF4.set_chunk_cache(WRITE_CHUNK_CACHE_BYTES)
+            try:
+                ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+            finally:
+                netCDF4.set_chunk_cache(*default)
 
     return atomic_path(path, write)
+
+
+def _chunking(var: xr.DataArray) -> dict:
+    """HDF5 chunks of a variable: its dask chunks along the first dimension (the blocks a long
+    run is written in), or about TARGET_CHUNK_BYTES of it; whole along the others."""
+    if var.size == 0 or var.dtype.kind not in "biuf":
+        return {}
+    first, rest = var.shape[0], var.shape[1:]
+    if var.chunks is not None:
+        rows = var.chunks[0][0]
+    else:
+        rows = TARGET_CHUNK_BYTES // max(1, var.dtype.itemsize * math.prod(rest))
+    return {"chunksizes": (max(1, min(first, rows)), *rest)}
 
 
 class DatasetKind(enum.StrEnum):

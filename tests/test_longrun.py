@@ -69,6 +69,16 @@ def test_blocks_make_one_dataset_with_every_step(uninterrupted):
     assert not parts_folder(out).exists() and not parts_folder(out, ".baseline").exists()
 
 
+def test_series_are_written_in_chunks_of_whole_blocks(uninterrupted):
+    """HDF5 chunks follow the blocks the run is joined from (a chunk written whole needs no
+    cache: the writer's memory does not grow with the run)."""
+    tmp, out = uninterrupted
+    with xr.open_dataset(out) as ds:
+        first_block = int((ds["time"] < 3600).sum())
+        for name in ("vm_pu", "line_loading_percent", "voltage_violation_pu"):
+            assert ds[name].encoding["chunksizes"] == (first_block, ds[name].shape[1]), name
+
+
 def test_a_killed_run_resumes_from_its_last_block(uninterrupted, monkeypatch):
     tmp, whole = uninterrupted
     cfg = _config(tmp, 3600)
