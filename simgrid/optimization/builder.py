@@ -50,12 +50,12 @@ def _flat(value, shape: tuple[int, ...], dtype=float) -> np.ndarray:
 
 
 def _block_shape(terms: Sequence[Term], lo, hi) -> tuple[int, ...]:
-    return np.broadcast_shapes(
-        *(np.shape(c) for _, c in terms),
-        *(np.shape(k) for k, _ in terms),
-        np.shape(lo),
-        np.shape(hi),
-    )
+    shapes = {np.shape(x) for term in terms for x in term}
+    shapes.update((np.shape(lo), np.shape(hi)))
+    shapes.discard(())
+    if len(shapes) <= 1:  # the common case: every term already has the block's shape
+        return shapes.pop() if shapes else ()
+    return np.broadcast_shapes(*shapes)
 
 
 @dataclass(frozen=True, eq=False)
