@@ -118,6 +118,28 @@ def test_network_block_is_lindistflow_on_two_buses():
     assert res.x[hd.network.p[0, 0]] == pytest.approx(1.0, abs=MW_TOL)
 
 
+def test_line_ratings_are_currents_at_the_measured_voltage():
+    """A rating is a current: the window's MVA limit is sqrt(3) V I_max at the lower end
+    voltage of the last AC solution (here 0.95 pu), not at nominal voltage."""
+    from simgrid.optimization.losses import at_receiving_ends, with_losses
+    from simgrid.powerflow import PowerFlowEngine
+
+    nw = _two_bus()
+    res = PowerFlowEngine(nw).solve(np.array([0.0, 1.0]), np.zeros(2))
+    res = replace(res, vm_pu=np.array([1.0, 0.95]))
+    losses = at_receiving_ends(nw, res, np.ones(2), np.zeros(2))
+    assert losses.line_v_pu == pytest.approx([0.95])
+    net = _net()
+    data = with_losses(_data(0.0), losses, 0, np.zeros(2))
+    b = ArrayBuilder()
+    ud = unit_data((), [], 3600.0, 1)
+    sz = Sizes(*(Capacity.fixed(np.zeros(0)) for _ in range(3)))
+    hd, _ = assemble(b, net, ud, sz, data, idle_state(ud, data), WEIGHTS, ModelOptions())
+    milp = b.build()
+    assert milp.ub[hd.network.p[0, 0]] == pytest.approx(0.95 * net.s_max_mva[0])
+    assert milp.lb[hd.network.q[0, 0]] == pytest.approx(-0.95 * net.s_max_mva[0])
+
+
 def test_import_block_follows_within_its_band_and_ramp_the_rest_is_imbalance():
     # deficits 0.3 then 0.6 MW: the upstream follows 0.2 MW (band), at most 0.1 MW more per
     # period (ramp) from the 0 it starts at

@@ -183,6 +183,10 @@ class ScenarioData:
     ramp: float  # upstream ramp per period (MW)
     v2_min: float
     v2_max: float
+    # (L,) the voltage (pu) at which each line's current rating becomes MVA: the lower of its
+    # two ends as last measured (a rating is a current: at 0.97 pu a line carries 3 % less
+    # power); 1 where nothing was measured (the Stage-I planner)
+    line_v_pu: np.ndarray | float = 1.0
 
     @property
     def periods(self) -> int:
@@ -276,7 +280,8 @@ def define_network(b, net: NetworkData, d: ScenarioData, wt: Weights, disc: np.n
     """LinDistFlow: flows within the rating octagon, squared voltages, penalised violations."""
     h, n, lines = d.periods, net.n_bus, len(net.line_from)
     active = np.broadcast_to(d.line_active, (h, lines))
-    lim = np.where(active, net.s_max_mva, 0.0)
+    s_max = net.s_max_mva * d.line_v_pu
+    lim = np.where(active, s_max, 0.0)
     p = b.add_vars((h, lines), -lim, lim)
     q = b.add_vars((h, lines), -lim, lim)
     slack = np.zeros((h, n), bool)
@@ -293,7 +298,7 @@ def define_network(b, net: NetworkData, d: ScenarioData, wt: Weights, disc: np.n
         lo=drop[0],
         hi=drop[1],
     )
-    diag = np.sqrt(2) * net.s_max_mva
+    diag = np.sqrt(2) * s_max
     for sign in (1.0, -1.0):
         b.add_rows([(1.0, p), (sign, q)], lo=-diag, hi=diag)
     weight = wt.voltage * d.dt_h * disc[:, COL]

@@ -31,11 +31,13 @@ INF_MW = 1e9
 @dataclass(frozen=True, eq=False)
 class Losses:
     """Network losses measured at a point, as demand at each line's receiving bus (MW, Mvar),
-    and the injections (units and shedding, per bus) of that point."""
+    the injections (units and shedding, per bus) of that point, and each line's lower end
+    voltage there (pu; 1 for a dead line)."""
 
     p_mw: np.ndarray
     q_mvar: np.ndarray
     injection_mw: np.ndarray
+    line_v_pu: np.ndarray
 
     @property
     def total_mw(self) -> float:
@@ -45,10 +47,12 @@ class Losses:
 def at_receiving_ends(nw: Network, res: PowerFlowResult, live: np.ndarray, injection_mw):
     """A solved load flow's line losses as demand at each line's receiving end."""
     recv = np.where(res.line_p_from_mw >= 0, nw.line_to, nw.line_from)
+    ends = np.fmin(res.vm_pu[nw.line_from], res.vm_pu[nw.line_to])
     return Losses(
         np.bincount(recv, res.line_loss_mw, minlength=nw.n_bus) * live,
         np.bincount(recv, res.line_loss_mvar, minlength=nw.n_bus) * live,
         injection_mw,
+        np.where(np.isfinite(ends) & (ends > 0), ends, 1.0),
     )
 
 
@@ -74,14 +78,17 @@ def marginal_loss_factors(nw: Network, p_mw: np.ndarray, q_mvar: np.ndarray) -> 
 
 def with_losses(data: ScenarioData, losses: Losses, slack: int, mlf: np.ndarray) -> ScenarioData:
     """The window's demand with `losses` at the receiving ends (scaled through the window with
-    the square of the load) and the marginal-loss reference at the substation."""
+    the square of the load), the marginal-loss reference at the substation, and line ratings
+    at the measured voltages."""
     dp, dq = data.demand_p, data.demand_q
     grow = (dp.sum(axis=1) / max(dp[0].sum(), 1e-9))[:, None] ** 2
     dp = dp + grow * losses.p_mw
     dq = dq + grow * losses.q_mvar
     dp = dp.copy()
     dp[:, slack] -= mlf @ losses.injection_mw
-    return ScenarioData(**{**data.__dict__, "demand_p": dp, "demand_q": dq})
+    return ScenarioData(
+        **{**data.__dict__, "demand_p": dp, "demand_q": dq, "line_v_pu": losses.line_v_pu}
+    )
 
 
 def lindistflow_vm(
