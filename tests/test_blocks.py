@@ -191,3 +191,25 @@ def test_a_chosen_size_behaves_like_the_same_size_fixed():
     chosen_lp, _ = _solve(data, modules=modules, sizes="chosen", fix=counts, relax=True)
     assert chosen_lp.objective <= fixed_lp.objective + 1e-6
     assert fixed_lp.objective <= fixed.objective + 1e-6
+
+
+def test_a_rebuild_on_a_known_structure_refuses_a_changed_one():
+    """The cheap path takes row shapes from the first build: a window of another shape is
+    refused, not silently mis-assembled."""
+    data = _data([0.3, 0.6])
+    ud = unit_data((BESS,), [1], data.dt_h * 3600, data.periods)
+    sz = Sizes(Capacity.fixed(np.ones(1)), Capacity.fixed(np.zeros(0)), Capacity.fixed(np.zeros(0)))
+
+    def build(b, d):
+        b.add_cost(assemble(b, _net(), ud, sz, d, idle_state(ud, d), WEIGHTS, ModelOptions())[1])
+        return b.build()
+
+    first = ArrayBuilder()
+    milp = build(first, data)
+    again = build(ArrayBuilder(milp.A, first.row_shapes), data)
+    np.testing.assert_array_equal(again.row_lo, milp.row_lo)
+    np.testing.assert_array_equal(again.row_hi, milp.row_hi)
+    longer = _data([0.3, 0.6, 0.2])
+    ud = unit_data((BESS,), [1], longer.dt_h * 3600, longer.periods)
+    with pytest.raises(ValueError, match="structure changed"):
+        build(ArrayBuilder(milp.A, first.row_shapes), longer)

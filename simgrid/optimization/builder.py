@@ -71,11 +71,17 @@ class Milp:
 
 class ArrayBuilder:
     """Collects a MILP as arrays. With `matrix` given (from an earlier build of the same
-    structure), only bounds and costs are collected: the cheap path of a persistent model."""
+    structure), only bounds and costs are collected: the cheap path of a persistent model;
+    with that build's `row_shapes` too, row blocks take their shapes from it (checked against
+    their first term) instead of broadcasting every term again."""
 
-    def __init__(self, matrix: csc_matrix | None = None) -> None:
+    def __init__(
+        self, matrix: csc_matrix | None = None, row_shapes: list[tuple[int, ...]] | None = None
+    ) -> None:
         self._matrix = matrix
         self.collects_matrix = matrix is None
+        self._known_shapes = row_shapes if matrix is not None else None
+        self.row_shapes: list[tuple[int, ...]] = []
         self._lb: list[np.ndarray] = []
         self._ub: list[np.ndarray] = []
         self._cost: list[np.ndarray] = []
@@ -107,7 +113,8 @@ class ArrayBuilder:
         return ids
 
     def add_rows(self, terms: Sequence[Term], lo=-INF, hi=INF) -> np.ndarray:
-        shape = _block_shape(terms, lo, hi)
+        shape = self._shape(terms, lo, hi)
+        self.row_shapes.append(shape)
         n = int(np.prod(shape))
         rows = np.arange(self.n_rows, self.n_rows + n).reshape(shape)
         for coef, cols in terms if self._matrix is None else ():
@@ -121,6 +128,18 @@ class ArrayBuilder:
         self._hi.append(_flat(hi, shape))
         self.n_rows += n
         return rows
+
+    def _shape(self, terms: Sequence[Term], lo, hi) -> tuple[int, ...]:
+        known = self._known_shapes
+        if known is None:
+            return _block_shape(terms, lo, hi)
+        k = len(self.row_shapes)
+        shape = known[k] if k < len(known) else None
+        if shape is None or (
+            np.shape(terms[0][1]) != shape and _block_shape(terms, lo, hi) != shape
+        ):
+            raise ValueError("the model structure changed: rebuild the matrix")
+        return shape
 
     def add_sum_rows(self, cols: np.ndarray, coef=1.0, lo=-INF, hi=INF) -> np.ndarray:
         """Rows that each sum many columns: row r is sum_k coef[r, k] * x[cols[r, k]]."""

@@ -159,6 +159,7 @@ class RollingDispatcher:
         # one matrix assembly, milliseconds)
         self._milp_model: PersistentModel | None = None
         self._lp_model: PersistentModel | None = None
+        self._row_shapes: list[tuple[int, ...]] | None = None
 
     def _reference_mlf(self, network: Network) -> np.ndarray:
         """Loss sensitivities at the feeder's peak with its campuses at base utilisation."""
@@ -257,12 +258,13 @@ class RollingDispatcher:
     def _solve_highs(self, data: ScenarioData, start: InitialState):
         # after the first call the matrix is known: only bounds and costs are assembled
         first = self._milp_model is None
-        b = ArrayBuilder(None if first else self._milp_model.matrix)
+        b = ArrayBuilder(*((None, None) if first else (self._milp_model.matrix, self._row_shapes)))
         hd = self._build(b, data, start)
         milp = b.build()
         if first:
             gaps = {"mip_rel_gap": self.cfg.mip_gap, "mip_abs_gap": self.cfg.mip_abs_gap}
             self._milp_model = PersistentModel(milp, **gaps, **WINDOW_MIP_OPTIONS)
+            self._row_shapes = b.row_shapes
             self._lp_model = PersistentModel(milp, relaxed=True)
         else:
             self._milp_model.update(milp)
