@@ -327,12 +327,26 @@ def interrupted_fraction(ds: xr.Dataset) -> xr.DataArray:
     return frac.clip(0.0, 1.0)
 
 
+def _float32_by_block(da: xr.DataArray) -> np.ndarray:
+    """A (time, ...) array in float32, filled one block of a lazy (streamed) run at a time:
+    computing it whole would hold every block in float64 and their concatenation at once."""
+    out = np.empty(da.shape, np.float32)
+    if da.chunks is None:
+        out[...] = da.to_numpy()
+        return out
+    start = 0
+    for n in da.chunks[0]:
+        out[start : start + n] = da[start : start + n].to_numpy()
+        start += n
+    return out
+
+
 def customer_interruptions(ds: xr.Dataset) -> tuple[float, float]:
     """(customer interruptions, customer-minutes interrupted) over sustained spells (IEEE 1366):
     a spell of a bus's interruption lasting `sustained_s` or more counts its customers (times the
     largest fraction of its load lost in the spell) once, and their minutes throughout."""
     # float32 (7 significant digits of a fraction): a year at 60 s on 33 buses is 69 MB
-    fractions = interrupted_fraction(ds).astype(np.float32).to_numpy()
+    fractions = _float32_by_block(interrupted_fraction(ds))
     dur = step_durations_s(ds)
     n = customers(ds)
     count = minutes = 0.0
