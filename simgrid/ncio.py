@@ -137,19 +137,33 @@ def atomic_path(path: str | Path, write: Callable[[Path, Interrupt], None]) -> P
     return path
 
 
-# HDF5 keeps a cache of 64 MB per compressed variable by default: writing a year-long run (a
-# dozen multi-dimensional series) filled those caches with chunks already written, growing
-# the writer's memory with the run. Chunks are aligned with the blocks the data arrives in and
-# written whole, so a small cache loses nothing.
-WRITE_CHUNK_CACHE_BYTES = 2**20
+# HDF5 keeps a cache of 64 MB per compressed variable of each open file by default: writing a
+# year-long run (a dozen multi-dimensional series) filled those caches with chunks already
+# written, and reading month-long group files filled them with chunks already read, growing
+# memory with the run. Chunks are read and written whole, in order, so a small cache loses
+# nothing.
+SMALL_CHUNK_CACHE_BYTES = 2**20
 TARGET_CHUNK_BYTES = 2**20  # along the first dimension of in-memory arrays
+
+
+@contextlib.contextmanager
+def small_chunk_cache() -> Iterator[None]:
+    """HDF5 files opened (or created) inside keep SMALL_CHUNK_CACHE_BYTES per variable. The
+    setting is the library's, process-wide: it is held under HDF5_LOCK and restored after."""
+    import netCDF4
+
+    with HDF5_LOCK:
+        default = netCDF4.get_chunk_cache()
+        netCDF4.set_chunk_cache(SMALL_CHUNK_CACHE_BYTES)
+        try:
+            yield
+        finally:
+            netCDF4.set_chunk_cache(*default)
 
 
 def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
     """Write NetCDF atomically, compressing multi-dimensional variables (zlib level 1) in
     chunks of whole blocks along their first dimension."""
-    import netCDF4
-
     encoding = {
         name: {"zlib": True, "complevel": 1, **_chunking(var)}
         for name, var in ds.data_vars.items()
@@ -157,13 +171,8 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
     }
 
     def write(tmp: Path, _: Interrupt) -> None:
-        with HDF5_LOCK:
-            default = netCDF4.get_chunk_cache()
-            netCDF4.set_chunk_cache(WRITE_CHUNK_CACHE_BYTES)
-            try:
-                ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
-            finally:
-                netCDF4.set_chunk_cache(*default)
+        with small_chunk_cache():
+            ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
 
     return atomic_path(path, write)
 

@@ -112,6 +112,26 @@ def test_a_killed_run_resumes_from_its_last_block(uninterrupted, monkeypatch):
     assert not parts.exists()
 
 
+def test_blocks_joined_through_group_files_give_the_same_dataset(uninterrupted, monkeypatch):
+    """A long run joins its blocks in groups first (bounded memory): same result."""
+    from simgrid.runner import blocks
+
+    tmp, whole = uninterrupted
+    out = tmp / "grouped.nc"
+    groups = []
+    group = blocks.BlockStore._group
+    monkeypatch.setattr(blocks, "JOIN_GROUP", 3)
+    monkeypatch.setattr(
+        blocks.BlockStore,
+        "_group",
+        lambda self, g, paths: groups.append(len(paths)) or group(self, g, paths),
+    )
+    assert main(["run", str(_config(tmp, 3600)), "--out", str(out), "--no-progress"]) == 0
+    assert groups == [3, 1, 3, 1]  # the run's 4 blocks, then the baseline's
+    _same(whole, out)
+    assert not parts_folder(out).exists()
+
+
 def test_blocks_of_another_config_are_not_resumed(uninterrupted, monkeypatch):
     tmp, whole = uninterrupted
     out = tmp / "other.nc"
