@@ -287,10 +287,18 @@ def allocation_dataset(entries: Sequence[AllocationEntry]) -> xr.Dataset:
     )
 
 
+# The modules one allocation entry may place: a unit acts as `count` x its module's ratings, so
+# a million of the catalogue's MW-scale modules is hundreds of GW at one bus, beyond any network
+# simgrid models; a larger count is a typo or a hostile file (a count of 2e9 was accepted and
+# built one unit of 2e9 x the ratings).
+MAX_MODULES_PER_UNIT = 1_000_000
+
+
 def allocation_entries(
     ds: xr.Dataset, source: str = "<allocation>", key: str = "dispatch.allocation_file"
 ) -> tuple[AllocationEntry, ...]:
-    """The entries of an allocation dataset, checked: at least one, counts whole and >= 1."""
+    """The entries of an allocation dataset, checked: at least one, counts whole, >= 1 and
+    <= MAX_MODULES_PER_UNIT."""
 
     def bad(why: str) -> ConfigError:
         return ConfigError(source, key, str(ds.encoding.get("source", source)), why)
@@ -308,6 +316,9 @@ def allocation_entries(
             raise bad(f"{name} must hold whole numbers")
     if np.any(counts < 1):
         raise bad(f"count must be >= 1 for every unit (found {int(counts.min())})")
+    if np.any(counts > MAX_MODULES_PER_UNIT):
+        most = int(counts.max())
+        raise bad(f"count must be <= {MAX_MODULES_PER_UNIT:,} for every unit (found {most:,})")
     if np.any(buses < 0):
         raise bad(f"bus must be a bus index >= 0 (found {int(buses.min())})")
     return tuple(

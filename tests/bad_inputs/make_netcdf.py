@@ -12,6 +12,11 @@ itself on tiny inputs -- and is then damaged the way a hand-edited or foreign fi
 22 kB). Deterministic (the files come out byte-identical on a rerun): fixed seeds, and the
 inputs are written under fixed relative names in a scratch folder, so the provenance
 attributes (config and spec source) do not depend on where the script runs.
+
+The `huge_*` cases declare far more than they store: netCDF-4 files written with netCDF4
+directly, whose resized dimensions and extra variables are never written, so HDF5 allocates
+nothing for them (a few kB to a few tens of kB on disk, up to 2e9 values declared). A reader
+that loaded them would allocate what they declare.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import netCDF4
 import numpy as np
 import xarray as xr
 
@@ -125,12 +131,8 @@ def _nc(path: Path, ds: xr.Dataset) -> None:
 def _nc3(path: Path, ds: xr.Dataset) -> None:
     """A run dataset or ScenarioSet as netCDF-3: a tenth of the netCDF-4 size (HDF5 spends kBs
     per variable); simgrid reads both, and what these cases damage is the same in either."""
-    ds = ds.copy()
-    ds.encoding = {}
-    for var in ds.variables.values():
-        var.encoding = {}
     path.unlink(missing_ok=True)
-    ds.to_netcdf(path, format="NETCDF3_64BIT")
+    _plain(ds).to_netcdf(path, format="NETCDF3_64BIT")
 
 
 def _bytes(path: Path, data: bytes) -> None:
@@ -143,6 +145,53 @@ def _with(ds: xr.Dataset, **variables) -> xr.Dataset:
     for name, (dims, values) in variables.items():
         out[name] = xr.Variable(dims, values, ds[name].attrs if name in ds else {})
     return out
+
+
+def _declaring(
+    ds: xr.Dataset,
+    sizes: dict[str, int],
+    extra: dict[str, tuple[tuple[str, ...], str]] | None = None,
+) -> Callable[[Path], None]:
+    """A writer of `ds` as netCDF-4 whose dimensions in `sizes` are declared that long (new
+    ones added), with `extra` variables (name: (dims, dtype)) declared too. Variables along a
+    resized dimension and the extra ones are never written: HDF5 allocates chunks only when
+    they are written, so the file stays small whatever it declares."""
+
+    def write(path: Path) -> None:
+        path.unlink(missing_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "src.nc"
+            _plain(ds).to_netcdf(src, engine="netcdf4")
+            with netCDF4.Dataset(src) as s, netCDF4.Dataset(path, "w") as d:
+                d.setncatts({a: s.getncattr(a) for a in s.ncattrs()})
+                for name, dim in s.dimensions.items():
+                    d.createDimension(name, sizes.get(name, len(dim)))
+                for name, size in sizes.items():
+                    if name not in d.dimensions:
+                        d.createDimension(name, size)
+                for name, v in s.variables.items():
+                    declared = any(dim in sizes for dim in v.dimensions)
+                    attrs = {a: v.getncattr(a) for a in v.ncattrs()}
+                    fill = attrs.pop("_FillValue", None)
+                    out = d.createVariable(
+                        name, v.datatype, v.dimensions, zlib=declared, fill_value=fill
+                    )
+                    out.setncatts(attrs)
+                    if not declared:
+                        out[...] = v[...]
+                for name, (dims, dtype) in (extra or {}).items():
+                    d.createVariable(name, dtype, dims, zlib=True)
+
+    return write
+
+
+def _plain(ds: xr.Dataset) -> xr.Dataset:
+    """`ds` without the encodings it was read with (written as xarray would write it anew)."""
+    ds = ds.copy()
+    ds.encoding = {}
+    for var in ds.variables.values():
+        var.encoding = {}
+    return ds
 
 
 def _nc_bytes(ds: xr.Dataset, write: Callable[[Path, xr.Dataset], None] = _nc) -> bytes:
@@ -187,6 +236,12 @@ def allocations(run: xr.Dataset, sets: xr.Dataset) -> dict[str, Callable[[Path],
         "csv_renamed": lambda p: _bytes(p, b"module,bus,count\nbess-0.5,2,1\n"),
         "truncated": lambda p: _bytes(p, (b := _nc_bytes(good))[: len(b) // 2]),
         "empty_file": lambda p: _bytes(p, b""),
+        # a unit of two billion modules (the count fits int32, as simgrid writes it)
+        "count_2e9": lambda p: _nc(
+            p, _with(good, count=("unit", one([2_000_000_000], dtype=np.int32)))
+        ),
+        # two billion units declared, none written (module, bus and count along `unit`)
+        "huge_declared_unit": _declaring(good, {"unit": 2_000_000_000}),
     }
 
 
@@ -227,6 +282,32 @@ def scenario_sets(run: xr.Dataset, base: xr.Dataset) -> dict[str, Callable[[Path
         # (sets store the profile's absolute path)
         "profile_gone": lambda p: _nc3(
             p, _with(base, campus_profile=("campus", np.array(["/nonexistent/profiles/dc.csv"])))
+        ),
+        # event onsets as text ('600.0', 'nan'): each parses as a float, so only the dtype
+        # tells a number from text
+        "string_event_start": lambda p: _nc3(
+            p, _with(base, event_start_s=(dims, base["event_start_s"].to_numpy().astype(str)))
+        ),
+        # an extra variable along a dimension of its own, 1e8 and 2e9 float64 values declared
+        # (0.8 GB and 16 GB in memory) and never written
+        "huge_declared_1e8": _declaring(
+            base, {"sample": 100_000_000}, {"padding": (("sample",), "f8")}
+        ),
+        "huge_declared_2e9": _declaring(
+            base, {"sample": 2_000_000_000}, {"padding": (("sample",), "f8")}
+        ),
+        # the event table 1e8 slots wide: every event variable, and the `event` coordinate
+        # (an index, which xarray reads as soon as it opens a file), declared that long
+        "huge_event_dim": _declaring(base, {"event": 100_000_000}),
+        # an index coordinate of 2e9 times: xarray would read it on open, before any check
+        "huge_time_coordinate": _declaring(
+            base, {"time": 2_000_000_000}, {"time": (("time",), "f8")}
+        ),
+        # every dimension within its bound, their product not: 5e6 x 5e6 float64 values
+        "huge_declared_bytes": _declaring(
+            base,
+            {"sample": 5_000_000, "sample_to": 5_000_000},
+            {"padding": (("sample", "sample_to"), "f8")},
         ),
     }
 
