@@ -10,7 +10,9 @@ import difflib
 import enum
 import hashlib
 import math
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -564,13 +566,51 @@ def _file(
     allowed: str | None = None,
     name: str | None = None,
 ) -> Path:
-    """An existing file named by `key` (or the already-read `name`), relative to the config."""
-    path = base_dir / (t.string(key) if name is None else name)
+    """An existing regular file named by `key` (or the already-read `name`), relative to the
+    config's folder `base_dir`; the path is returned as named (not resolved).
+
+    A name that is a symbolic link, or passes through one, must lead into the config's folder
+    tree: the readers quote what they cannot understand, so a link to, say, /proc/self/environ
+    or a key would otherwise print it. A plain path elsewhere (`../scenarios/x.csv`) is the
+    user's own choice and stays allowed. Only regular files are read: not FIFOs or devices
+    (a read would block or never end), nor the made-up files of /proc and /sys.
+    """
+    named = t.string(key) if name is None else name
+    path = base_dir / named
     if path.suffix.lower() not in suffixes:
         raise t.fail(key, allowed or f"must be a {' or '.join(suffixes)} file")
-    if not path.is_file():
-        raise t.fail(key, f"file not found ({path})")
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise t.fail(key, f"file not found ({path})") from None
+    except OSError as exc:  # a link loop, a folder without search permission
+        raise t.fail(key, f"cannot be read ({path}: {exc.strerror or exc})") from None
+    root = base_dir.resolve()
+    target = path.resolve()
+    # Without links, resolving only removes `.` and `..`; a difference means a link was followed.
+    if target != Path(os.path.normpath(root / named)) and not target.is_relative_to(root):
+        raise t.fail(
+            key,
+            f"is a symbolic link (or passes through one) to {target}, outside the folder of "
+            f"{t.source}; links are followed only within it: name the file itself",
+        )
+    why = not_a_data_file(path, info)
+    if why is not None:
+        raise t.fail(key, why)
     return path
+
+
+def not_a_data_file(path: Path, info: os.stat_result | None = None) -> str | None:
+    """Why `path` (which exists) is no file simgrid should read data from, or None: only
+    regular files are read, not FIFOs or devices (a read would block or never end), nor the
+    made-up files of /proc and /sys."""
+    info = info if info is not None else path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        return f"is not a regular file ({path})"
+    target = path.resolve()
+    if target.parts[1:2] in (("proc",), ("sys",)):
+        return f"is a file of the kernel's {target.parts[1]} file system ({target})"
+    return None
 
 
 def parse_dispatch(t: Table, allocation: list[Table], base_dir: Path) -> DispatchConfig:

@@ -34,11 +34,23 @@ Supported subset (a recursive-descent interpreter, no `eval`):
 Everything else - if/for/while, other functions, transposes, comparisons, `end` inside an
 index, nested fields, growing a matrix by assignment, results that would be complex - raises
 ConfigError.
+
+Size caps. A case file is data, but its statements compute: a 4 kB file whose column times a
+row asked for a 40,000 x 40,000 matrix (11.9 GiB). So the file, each statement's tokens, each
+matrix and all the values a file computes are capped (see _MAX_FILE_BYTES and below), each
+matrix's size checked from its operands' before it is allocated.
+
+Files that are no case. An error quotes the statement it stopped at, which helps with a case
+file; but a config can name any file (a symbolic link to /proc/self/environ, a key), so until
+the file has shown itself to be a case - a `function mpc = ...` header or an `mpc.` assignment
+has run - errors name the line and quote nothing of it.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +124,24 @@ _CORE_FIELDS = frozenset({"baseMVA", "bus", "gen", "branch", "gencost"})
 _MIN_COLUMNS = MappingProxyType({"bus": 13, "gen": 10, "branch": 13})
 _MAX_SHOWN = 120  # characters of a statement quoted in an error message
 
+# Size caps, from the largest case MATPOWER 8.1 ships, case_SyntheticUSA.m (82,000 buses,
+# 22.8 MB, read in 13 s at 300 MB peak): its largest matrix, branch, is 104,121 x 21 (2.19
+# million values); it has 965,499 tokens (a data row of plain numbers is one), its longest
+# statement 312,371; and its statements create 12.0 million values in all (each data row, then
+# the rows joined into a matrix): 0.53 per byte of file.
+_MAX_FILE_BYTES = 64 * 2**20  # 2.9 x case_SyntheticUSA.m; read whole, so it bounds the text
+# A token takes 3 to 7 us to read and run, and 90 bytes while its statement runs; a file of
+# one-character tokens would otherwise take minutes. At these caps a hostile file takes 30 s
+# and 0.35 GB (two statements are held at once: the one running and the next).
+_MAX_TOKENS = 2**22  # in the file: 4.3 x case_SyntheticUSA.m's
+_MAX_STATEMENT_TOKENS = 2**20  # in one statement: 3.4 x its longest
+_MAX_VALUES = 2**24  # values in one matrix (128 MiB of float64): 7.7 x its branch matrix
+# All values a file's statements may create, per byte of file, but never fewer than one matrix
+# may hold: a small file cannot compute gigabytes in small steps, and a file at the size cap
+# at most 512 MiB of float64 in all. Of the cases MATPOWER ships and the 23 vendored in
+# tests/data/matpower, none creates more than 0.93 per byte (case141, with its conversions).
+_VALUES_PER_BYTE = 1
+
 # ------------------------------------------------------------------------------------------
 # Result
 
@@ -148,6 +178,36 @@ class _BadData(_Bad):
 
 class _NotACase(_Bad):
     """A data block `mpc.F = [...]` that is not a numeric matrix: the file is no case file."""
+
+
+class _TooLarge(_Bad):
+    """Beyond a size cap; the reason names sizes only, so it is shown for any file."""
+
+
+class _Budget:
+    """The values a file's statements create: one matrix, and all of them, within the caps.
+
+    `take` is called with a result's shape before the result is allocated.
+    """
+
+    def __init__(self, text_chars: int) -> None:
+        self.limit = max(_MAX_VALUES, _VALUES_PER_BYTE * text_chars)
+        self.used = 0
+
+    def take(self, shape: tuple[int, ...], what: str) -> None:
+        rows, cols = shape
+        values = rows * cols  # Python ints: the check itself cannot overflow
+        if values > _MAX_VALUES:
+            raise _TooLarge(
+                f"{what} would be a {rows:,}x{cols:,} matrix ({values:,} values); "
+                f"a matrix may hold at most {_MAX_VALUES:,} values"
+            )
+        self.used += values
+        if self.used > self.limit:
+            raise _TooLarge(
+                f"{what} ({rows:,}x{cols:,}) brings the values the file computes to "
+                f"{self.used:,}; a file of this size may compute at most {self.limit:,}"
+            )
 
 
 # ------------------------------------------------------------------------------------------
@@ -340,12 +400,29 @@ class _Statement:
 
 
 def _statements(tokens: Iterator[_Token]) -> Iterator[_Statement]:
-    """Group tokens into statements; empty statements (blank lines, `;;`) are dropped."""
+    """Group tokens into statements; empty statements (blank lines, `;;`) are dropped.
+
+    Lazily, so only the statement that runs (and the next) is held as tokens, up to 90 times
+    the text they come from; the caps _MAX_TOKENS and _MAX_STATEMENT_TOKENS bound them.
+    """
     current: list[_Token] = []
-    for tok in tokens:
+    for count, tok in enumerate(tokens, start=1):
         if tok.kind == "eof":
             return
         current.append(tok)
+        if count > _MAX_TOKENS:
+            raise _TooLarge(
+                f"the file runs past {_MAX_TOKENS:,} tokens (numbers, names, operators; a "
+                f"row of plain numbers is one) on line {tok.line}",
+                tok.line,
+            )
+        if len(current) > _MAX_STATEMENT_TOKENS:
+            raise _TooLarge(
+                f"the statement starting on line {current[0].line} runs past "
+                f"{_MAX_STATEMENT_TOKENS:,} tokens (numbers, names, operators) to line "
+                f"{tok.line}",
+                current[0].line,
+            )
         if tok.kind == "stop":
             if len(current) > 1:
                 yield _Statement(tuple(current))
@@ -364,12 +441,19 @@ def _size(a: np.ndarray) -> str:
     return "x".join(map(str, a.shape))
 
 
-def _elementwise(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """`+ - .* ./ .^` with MATLAB's implicit expansion (numpy broadcasting on 2-D arrays)."""
+def _elementwise(
+    op: str, a: np.ndarray, b: np.ndarray, budget: _Budget, shown: str = ""
+) -> np.ndarray:
+    """`+ - .* ./ .^` with MATLAB's implicit expansion (numpy broadcasting on 2-D arrays).
+
+    `shown`: the operator as written (`*` with a scalar operand runs as `.*`).
+    """
     try:
-        np.broadcast_shapes(a.shape, b.shape)
+        shape = np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
         raise _Bad(f"sizes {_size(a)} and {_size(b)} do not match for {op!r}") from None
+    # a column and a row expand to a matrix: n + m values written can ask for n x m
+    budget.take(shape, f"{_size(a)} {shown or op} {_size(b)}")
     if op == ".^":
         complex_ = (a < 0) & (np.mod(b, 1) != 0) & np.isfinite(b)
         if np.any(complex_):
@@ -379,28 +463,30 @@ def _elementwise(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.power(a, b) if op == ".^" else ops[op](a, b)
 
 
-def _binary(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _binary(op: str, a: np.ndarray, b: np.ndarray, budget: _Budget) -> np.ndarray:
     """A binary operator with MATLAB's meaning; matrix forms other than `*` are refused."""
     if op == "*":
         if a.size == 1 or b.size == 1:
-            return _elementwise(".*", a, b)
+            return _elementwise(".*", a, b, budget, shown="*")
         if a.shape[1] != b.shape[0]:
             raise _Bad(f"matrix product of {_size(a)} and {_size(b)}: inner sizes differ")
+        budget.take((a.shape[0], b.shape[1]), f"the matrix product {_size(a)} * {_size(b)}")
         return a @ b
     if op == "/":
         if b.size != 1:
             raise _Bad("division by a matrix (mrdivide) is not supported; use ./")
-        return _elementwise("./", a, b)
+        return _elementwise("./", a, b, budget, shown="/")
     if op == "^":
         if a.size != 1 or b.size != 1:
             raise _Bad("matrix power is not supported; use .^")
-        return _elementwise(".^", a, b)
-    return _elementwise(op, a, b)
+        return _elementwise(".^", a, b, budget, shown="^")
+    return _elementwise(op, a, b, budget)
 
 
-def _call(name: str, arg: np.ndarray) -> np.ndarray:
+def _call(name: str, arg: np.ndarray, budget: _Budget) -> np.ndarray:
     """Apply a supported function, refusing arguments for which MATLAB returns complex numbers."""
     fn, low, high = _FUNCTIONS[name]
+    budget.take(arg.shape, f"{name}({_size(arg)})")
     outside = (arg < low) | (arg > high)
     if np.any(outside):
         bad = float(arg[outside][0])
@@ -409,17 +495,19 @@ def _call(name: str, arg: np.ndarray) -> np.ndarray:
         return fn(arg)
 
 
-def _hcat(parts: list[np.ndarray], line: int) -> np.ndarray:
+def _hcat(parts: list[np.ndarray], line: int, budget: _Budget) -> np.ndarray:
     """Concatenate one row of a matrix literal (empty parts vanish, as in MATLAB)."""
     parts = [p for p in parts if p.size]
     if not parts:
         return np.zeros((0, 0))
     if len({p.shape[0] for p in parts}) > 1:
         raise _BadData(f"entries of different heights on line {line}", line)
+    # `[x x x x]` of a variable x grows a matrix by the length of its name per copy
+    budget.take((parts[0].shape[0], sum(p.shape[1] for p in parts)), "a matrix literal's row")
     return np.hstack(parts)
 
 
-def _vcat(rows: list[tuple[np.ndarray, int]]) -> np.ndarray:
+def _vcat(rows: list[tuple[np.ndarray, int]], budget: _Budget) -> np.ndarray:
     """Stack the rows of a matrix literal; rows of different widths are an error (ragged)."""
     rows = [(r, line) for r, line in rows if r.size]
     if not rows:
@@ -430,6 +518,7 @@ def _vcat(rows: list[tuple[np.ndarray, int]]) -> np.ndarray:
             raise _BadData(
                 f"row {k} (line {line}) has {r.shape[1]} columns, row 1 has {width}", line
             )
+    budget.take((sum(r.shape[0] for r, _ in rows), width), "a matrix literal")
     return np.vstack([r for r, _ in rows])
 
 
@@ -442,9 +531,10 @@ class _Workspace:
     """MATLAB's state while the file runs; the dicts are filled in as statements execute.
 
     fields: mpc's fields (2-D float arrays; the version string; None for an ignored cell
-    array). names: the workspace variables (2-D float arrays).
+    array). names: the workspace variables (2-D float arrays). budget: the values created so far.
     """
 
+    budget: _Budget
     fields: dict[str, np.ndarray | str | None] = field(default_factory=dict)
     names: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -500,7 +590,7 @@ class _Parser:
             if mat and op.space and not self.peek(1).space:
                 break
             self.take()
-            value = _binary(op.text, value, self.term(mat))
+            value = _binary(op.text, value, self.term(mat), self.ws.budget)
         return value
 
     def term(self, mat: bool) -> np.ndarray:
@@ -508,23 +598,29 @@ class _Parser:
         value = self.unary(mat)
         while self.peek().kind == "op" and self.peek().text in ("*", "/", ".*", "./"):
             op = self.take().text
-            value = _binary(op, value, self.unary(mat))
+            value = _binary(op, value, self.unary(mat), self.ws.budget)
         return value
 
     def unary(self, mat: bool) -> np.ndarray:
         """Unary `+ -` (binds looser than `^`, so -2^2 is -4 as in MATLAB)."""
         if self.peek().kind == "op" and self.peek().text in "+-":
             sign = self.take().text
-            value = self.unary(mat)
-            return -value if sign == "-" else value
+            return self.signed(sign, self.unary(mat))
         return self.power(mat)
+
+    def signed(self, sign: str, value: np.ndarray) -> np.ndarray:
+        """`-value` (a new matrix, so within the caps) or `+value`."""
+        if sign == "+":
+            return value
+        self.ws.budget.take(value.shape, f"-{_size(value)}")
+        return -value
 
     def power(self, mat: bool) -> np.ndarray:
         """Power level: `^ .^`, left-associative as in MATLAB; the exponent may carry a sign."""
         value = self.primary(mat)
         while self.peek().kind == "op" and self.peek().text in ("^", ".^"):
             op = self.take().text
-            value = _binary(op, value, self.exponent(mat))
+            value = _binary(op, value, self.exponent(mat), self.ws.budget)
         if self.at("'") or self.at(".'"):
             raise _Bad("transpose is not supported", self.peek().line)
         return value
@@ -533,8 +629,7 @@ class _Parser:
         """The right operand of `^`: MATLAB allows a sign there (`2^-1`)."""
         if self.peek().kind == "op" and self.peek().text in "+-":
             sign = self.take().text
-            value = self.exponent(mat)
-            return -value if sign == "-" else value
+            return self.signed(sign, self.exponent(mat))
         return self.primary(mat)
 
     def primary(self, mat: bool) -> np.ndarray:
@@ -543,7 +638,9 @@ class _Parser:
         if tok.kind == "num":
             return _scalar(float(self.take().text))
         if tok.kind == "nums":
-            return np.array([[float(x) for x in _ROW_SPLIT_RE.split(self.take().text)]])
+            numbers = _ROW_SPLIT_RE.split(self.take().text)
+            self.ws.budget.take((1, len(numbers)), "a row of numbers")
+            return np.array([[float(x) for x in numbers]])
         if tok.kind == "name":
             return self.field_value(mat) if tok.text == "mpc" else self.name_value(mat)
         if self.at("("):
@@ -573,7 +670,7 @@ class _Parser:
             if self.at(","):
                 raise _Bad(f"{name} takes one argument", tok.line)
             self.expect(")")
-            return _call(name, arg)
+            return _call(name, arg, self.ws.budget)
         if name in _CONSTANTS and not called:
             return _scalar(_CONSTANTS[name])
         if mat and not called:
@@ -599,9 +696,9 @@ class _Parser:
                 separated = False
             if self.peek().kind == "row":
                 self.take()
-            rows.append((_hcat(parts, line), line))
+            rows.append((_hcat(parts, line, self.ws.budget), line))
         self.take()
-        return _vcat(rows)
+        return _vcat(rows, self.ws.budget)
 
     def check_row(self, opener: _Token) -> None:
         """A row running into the end of the statement or an `=` means `]` is missing."""
@@ -641,6 +738,8 @@ class _Parser:
         if not self.at("(") or (mat and self.peek().space):
             return value
         rows, cols = self.index_pair(value, tok.text)
+        # an index may repeat rows: mpc.bus(v, v) of a long vector v is a v-by-v matrix
+        self.ws.budget.take((rows.size, cols.size), f"mpc.{tok.text}(rows, cols)")
         return value[np.ix_(rows, cols)]
 
     def index_pair(
@@ -661,6 +760,7 @@ class _Parser:
         line = self.peek().line
         if self.at(":") and self.peek(1).text in (",", ")"):
             self.take()
+            self.ws.budget.take((1, n), "the index ':'")
             return np.arange(n)
         if self.at("end", kind="name"):
             raise _Bad("'end' inside an index is not supported", line)
@@ -673,6 +773,7 @@ class _Parser:
             raise _Bad(f"index {bad:g} is not a positive whole number", line)
         if value.size and value.max() > n:
             raise _Bad(f"index {value.max():g} exceeds the {n} {what}", line)
+        self.ws.budget.take((1, value.size), "an index")
         return value.astype(np.int64) - 1
 
 
@@ -864,45 +965,124 @@ def read_matpower(path: Path, source: str = "<config>", key: str = "network.file
     """Read a MATPOWER case file and run its statements; ConfigError (one line) if it can't."""
     path = Path(path)
     text = _read_text(path, source, key)
-    ws, applied = _Workspace(), []
-    statements = list(_statements(_Lexer(text).tokens()))
-    if not statements:
-        why = "not a MATPOWER case: the file has no statements (empty or only comments)"
-        raise ConfigError(source, key, str(path), why)
-    header = bool(statements) and statements[0].tokens[0].text == "function"
-    for k, stmt in enumerate(statements):
-        closing = header and k == len(statements) - 1
-        try:
-            if _execute(stmt, ws, first=k == 0, closing=closing):
+    ws, applied = _Workspace(_Budget(len(text))), []
+    statements = _statements(_Lexer(text).tokens())
+    stmt: _Statement | None = None
+    case_like = False  # a `function mpc = ...` header or an `mpc.` assignment has run
+    try:
+        following = next(statements, None)
+        if following is None:
+            why = "not a MATPOWER case: the file has no statements (empty or only comments)"
+            raise ConfigError(source, key, str(path), why)
+        header = following.tokens[0].text == "function"
+        first = True
+        while following is not None:
+            # one statement of lookahead: a bare `end` closes the function only as the last
+            stmt, following = following, next(statements, None)
+            if _execute(stmt, ws, first=first, closing=header and following is None):
                 applied.append(f"line {stmt.line}: {stmt.text.rstrip(';,')}")
-        except _Bad as err:
-            raise _statement_error(err, stmt, path, source, key) from None
+            case_like = case_like or _case_like(stmt.tokens)
+            first = False
+    except _Bad as err:
+        raise _statement_error(err, stmt, case_like, path, source, key) from None
     return _build_case(ws, path, source, key, tuple(applied))
 
 
+def _case_like(tokens: tuple[_Token, ...]) -> bool:
+    """The statement is `function mpc = ...` or an `mpc.` assignment (as a case begins)."""
+    texts = [t.text for t in tokens[:3] if t.kind in ("name", "op")]
+    return texts[:3] == ["function", "mpc", "="] or texts[:2] == ["mpc", "."]
+
+
 def _read_text(path: Path, source: str, key: str) -> str:
-    """The file as text: unreadable or non-UTF-8 files are one-line ConfigErrors."""
+    """The file as text: unreadable, oversized or non-UTF-8 files are one-line ConfigErrors."""
+
+    def refuse(why: str) -> ConfigError:
+        return ConfigError(source, key, str(path), why)
+
     try:
-        raw = path.read_bytes()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer before fstat can refuse it
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
-        raise ConfigError(
-            source, key, str(path), f"cannot be read ({exc.strerror or exc})"
-        ) from None
+        raise refuse(f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise refuse(f"cannot be read (not a regular file but {_file_kind(info.st_mode)})")
+        if info.st_size > _MAX_FILE_BYTES:
+            raise refuse(_too_large(info.st_size))
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            # one byte more than the file holds shows it growing (read(n) reserves n bytes)
+            raw = fh.read(info.st_size + 1)
+    except OSError as exc:
+        raise refuse(f"cannot be read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    if len(raw) > info.st_size:
+        # /proc and /sys files claim to be regular files of size 0 (or 4096) and are made up
+        # as they are read; a case file does not change while it is read
+        raise refuse("cannot be read (it grew while read: a /proc-like file, not a case file)")
     try:
         return raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        byte = raw[exc.start]
-        why = f"not a MATPOWER case: not UTF-8 text (byte 0x{byte:02x} on line {line})"
+        # the byte is content: named only when the text before it begins as a case does
+        where = f"on line {line}"
+        if _begins_as_case(raw[: exc.start]):
+            where = f"byte 0x{raw[exc.start]:02x} {where}"
+        why = f"not a MATPOWER case: not UTF-8 text ({where})"
         raise ConfigError(source, key, f"{path}:{line}", why) from None
 
 
-def _statement_error(err: _Bad, stmt: _Statement, path: Path, source: str, key: str):
-    """Turn an interpreter failure into the one-line ConfigError naming file and line."""
-    where = f"{path}:{err.line or stmt.line}"
+def _begins_as_case(raw: bytes) -> bool:
+    """The (UTF-8) text's first statement has the form of a case's (see _case_like)."""
+    try:
+        first = next(_statements(_Lexer(raw.decode("utf-8")).tokens()), None)
+    except _Bad:
+        return False
+    return first is not None and _case_like(first.tokens)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISDIR: "a directory",
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISSOCK: "a socket",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), "a special file")
+
+
+def _too_large(size: int) -> str:
+    return (
+        f"too large for a MATPOWER case: {size:,} bytes, more than {_MAX_FILE_BYTES:,} "
+        "(the largest case MATPOWER ships, case_SyntheticUSA.m, has 22,841,930)"
+    )
+
+
+def _statement_error(
+    err: _Bad, stmt: _Statement | None, case_like: bool, path: Path, source: str, key: str
+) -> ConfigError:
+    """Turn an interpreter failure into the one-line ConfigError naming file and line.
+
+    The statement is quoted only once the file has shown itself to be a case (`case_like`);
+    before that, the reason is left out too, as it may quote a name or number of the file.
+    """
+    line = err.line or (stmt.line if stmt is not None else 1)
+    where = f"{path}:{line}"
+    if isinstance(err, _TooLarge):
+        return ConfigError(source, key, where, f"too large for a MATPOWER case: {err.reason}")
+    if not case_like:
+        why = (
+            "not a MATPOWER case: it does not begin as one ('function mpc = ...' or an 'mpc.' "
+            f"assignment) and line {line} is no statement of one; the text of such files is "
+            "not shown"
+        )
+        return ConfigError(source, key, where, why)
     if isinstance(err, _NotACase):
         return ConfigError(source, key, where, f"not a MATPOWER case: {err.reason}")
-    text = stmt.text
+    text = stmt.text if stmt is not None else ""
     if len(text) > _MAX_SHOWN:
         text = text[: _MAX_SHOWN - 3] + "..."
     return ConfigError(

