@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
+
+from simgrid.errors import ConfigError
+
+T = TypeVar("T")
 
 
 class EventKind(enum.StrEnum):
@@ -184,10 +189,104 @@ class UnitReport:
     dr_curtail_mw: np.ndarray
 
 
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """A component's state as named arrays of numbers (names nest with '.').
+
+    What a long run's checkpoint holds: numbers only, so reading one back can never run code.
+    Reading checks every array against what the component expects (a template of the right
+    shape and dtype kind) and names the file and variable when it does not fit.
+    """
+
+    arrays: Mapping[str, np.ndarray]
+    source: str = "<checkpoint>"
+    prefix: str = ""  # of a part's names in the whole (for messages)
+
+    @classmethod
+    def join(cls, **parts: Snapshot | np.ndarray | float | bool | None) -> Snapshot:
+        """Parts under their names (a nested snapshot's names get the prefix); None is left
+        out, which is how an absent optional part (no plan yet) is stored."""
+        out: dict[str, np.ndarray] = {}
+        for name, part in parts.items():
+            if isinstance(part, Snapshot):
+                out.update({f"{name}.{k}": v for k, v in part.arrays.items()})
+            elif part is not None:
+                out[name] = np.array(part)
+        return cls(out)
+
+    @classmethod
+    def of_fields(cls, record: object) -> Snapshot:
+        """Every field of a dataclass of arrays and numbers."""
+        return cls.join(**{f.name: getattr(record, f.name) for f in fields(record)})
+
+    def part(self, name: str) -> Snapshot | None:
+        """The arrays stored under `name.` (None if there are none: an absent part)."""
+        prefix = name + "."
+        sub = {k[len(prefix) :]: v for k, v in self.arrays.items() if k.startswith(prefix)}
+        return Snapshot(sub, self.source, self.prefix + prefix) if sub else None
+
+    def require(self, name: str) -> Snapshot:
+        """The part `name`, which must be there."""
+        part = self.part(name)
+        if part is None:
+            raise ConfigError(self.source, self.prefix + name, None, "missing from the checkpoint")
+        return part
+
+    def like(self, name: str, template: np.ndarray | float | bool) -> np.ndarray:
+        """Array `name`, checked to have the template's shape and kind of dtype (a copy)."""
+        want = np.asarray(template)
+        if name not in self.arrays:
+            raise ConfigError(self.source, self.prefix + name, None, "missing from the checkpoint")
+        got = np.asarray(self.arrays[name])
+        if got.shape != want.shape or _kind(got) != _kind(want):
+            raise ConfigError(
+                self.source,
+                self.prefix + name,
+                f"{got.dtype.name} {got.shape}",
+                f"expected {want.dtype.name} of shape {want.shape}: not this run's checkpoint",
+            )
+        return got.astype(want.dtype, copy=True)
+
+    def number(self, name: str, template: float) -> float:
+        return float(self.like(name, template))
+
+    def fields_like(self, template: T) -> T:
+        """A dataclass like `template` (same type, shapes and dtypes) from this snapshot."""
+        values = {}
+        for f in fields(template):
+            t = getattr(template, f.name)
+            v = self.like(f.name, t)
+            values[f.name] = v if isinstance(t, np.ndarray) else type(t)(v.item())
+        return type(template)(**values)
+
+    def same(self, other: Snapshot) -> bool:
+        """The same names and values (NaN equal to NaN)."""
+        if set(self.arrays) != set(other.arrays):
+            return False
+        return all(
+            np.array_equal(
+                np.asarray(v), np.asarray(other.arrays[k]), equal_nan=v.dtype.kind == "f"
+            )
+            for k, v in self.arrays.items()
+        )
+
+
+def _kind(a: np.ndarray) -> str:
+    return "i" if a.dtype.kind in "iu" else a.dtype.kind
+
+
 class DispatchPolicy(Protocol):
     """The seam the Stage-II dispatcher implements: called at event steps and on an interval."""
 
     unit_names: tuple[str, ...]
+
+    def snapshot(self) -> Snapshot:
+        """What the policy carries from step to step, as numbers (for a checkpoint)."""
+        ...
+
+    def restore(self, snap: Snapshot | None) -> None:
+        """Take the state of `snapshot()` back (None: nothing was stored)."""
+        ...
 
     def dispatch(self, state: GridState) -> SetPoints:
         """Plan, and return the set-points of the plan's first period."""
@@ -219,3 +318,10 @@ class DoNothing:
     def report(self, t_s: float) -> UnitReport:
         empty = np.zeros(0)
         return UnitReport(empty, empty, empty, empty)
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot({})
+
+    def restore(self, snap: Snapshot | None) -> None:
+        if snap is not None:
+            raise ConfigError(snap.source, "policy", "...", "do-nothing carries no state")

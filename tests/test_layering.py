@@ -9,7 +9,7 @@ PKG = Path(__file__).resolve().parents[1] / "simgrid"
 
 # A module may import simgrid modules of a strictly lower rank (or its own subpackage).
 RANK = {
-    "errors": 0,
+    "errors": -1,
     "ncio": 1,
     "types": 0,
     "config": 1,
@@ -27,6 +27,7 @@ RANK = {
     "runner": 6,
     "report": 6,
     "stats": 1,
+    "provenance": 2,
     "allocate": 7,
     "evaluate": 8,
     "cli": 9,

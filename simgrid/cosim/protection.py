@@ -24,7 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from simgrid.config import ProtectionConfig, ProtectionMode
+from simgrid.errors import ConfigError
 from simgrid.powerflow import PowerFlowEngine, PowerFlowResult
+from simgrid.types import Snapshot
 
 _MAX_ROUNDS = 200  # shedding rounds per step; each sheds at least one block
 _EPS = 1e-9
@@ -57,6 +59,26 @@ class Protection:
         self.last_shed_s = np.full(n, -np.inf)  # last shedding at the bus (restoration delay)
         self.below_since_s = np.full(n, np.nan)  # relay timers
         self._last_vm: np.ndarray | None = None
+
+    def snapshot(self) -> Snapshot:
+        """The relays' state: latched blocks, last shedding, timers, last solved voltages."""
+        return Snapshot.join(
+            blocks=self.blocks,
+            last_shed_s=self.last_shed_s,
+            below_since_s=self.below_since_s,
+            last_vm=self._last_vm,
+        )
+
+    def restore(self, snap: Snapshot) -> None:
+        self.blocks = snap.like("blocks", self.blocks)
+        if np.any(self.blocks < 0):
+            raise ConfigError(
+                snap.source, snap.prefix + "blocks", int(self.blocks.min()), "must be >= 0"
+            )
+        self.last_shed_s = snap.like("last_shed_s", self.last_shed_s)
+        self.below_since_s = snap.like("below_since_s", self.below_since_s)
+        has_vm = "last_vm" in snap.arrays
+        self._last_vm = snap.like("last_vm", self.last_shed_s) if has_vm else None
 
     @property
     def shed_fraction(self) -> np.ndarray:

@@ -9,7 +9,6 @@ follow -> protection and power flow -> settle (import, imbalance, unserved) -> r
 from __future__ import annotations
 
 import math
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ from simgrid.config import RunConfig, UpstreamConfig
 from simgrid.cosim.loads import CampusLoad, Ramp, Sine
 from simgrid.cosim.protection import Protected, Protection
 from simgrid.cosim.record import Recorder
+from simgrid.errors import ConfigError
 from simgrid.network import Network, check_placement
 from simgrid.powerflow import PowerFlowEngine
 from simgrid.profiles import LoadProfile, campus_profile
@@ -31,6 +31,7 @@ from simgrid.types import (
     EventKind,
     GridState,
     SetPoints,
+    Snapshot,
     UnitReport,
 )
 
@@ -106,6 +107,13 @@ class UpstreamFollower:
         self.t_s = t_s
         return self.follow_mw
 
+    def snapshot(self) -> Snapshot:
+        return Snapshot.join(follow_mw=self.follow_mw, t_s=self.t_s)
+
+    def restore(self, snap: Snapshot) -> None:
+        self.follow_mw = snap.number("follow_mw", 0.0)
+        self.t_s = snap.number("t_s", 0.0) if "t_s" in snap.arrays else None
+
 
 class _World:
     """Live state that event processes change and the stepper reads."""
@@ -121,37 +129,53 @@ class _World:
     def line_in_service(self) -> np.ndarray:
         return self.base_line_in_service & (self.outages == 0)
 
+    def act(self, eid: int, ev: Event, knots: list[tuple[float, float]], k: int) -> None:
+        """Event `eid` at its knot k: install the segment that runs to the next knot."""
+        t0, v0 = knots[k]
+        if ev.kind is EventKind.LINE_OUTAGE:
+            self.outages[ev.line] += 1 if v0 else -1
+            return
+        load = self.loads[ev.campus]
+        segments = load.tripped_fraction if ev.kind is EventKind.TRIP else load.additive_mw
+        if ev.kind is EventKind.OSCILLATION:
+            segment = Sine(t0, v0, ev.period_s) if v0 else None
+        elif k + 1 == len(knots):
+            segment = Ramp(t0, v0, t0, v0) if v0 else None
+        else:
+            t1, v1 = knots[k + 1]
+            segment = Ramp(t0, v0, t1, v1)
+        if segment is None:
+            segments.pop(eid, None)
+        else:
+            segments[eid] = segment
+
+    def replay(self, events: tuple[Event, ...], t_until: float) -> None:
+        """Act every knot before `t_until`, in time order: the loads and lines a resumed run
+        starts from are those the events made, recomputed from the config, not stored."""
+        acts = [
+            (t0, eid, k, ev, knots)
+            for eid, ev in enumerate(events)
+            for knots in [ev.knots()]
+            for k, (t0, _) in enumerate(knots)
+            if t0 < t_until
+        ]
+        for _, eid, k, ev, knots in sorted(acts, key=lambda a: (a[0], a[1], a[2])):
+            self.act(eid, ev, knots, k)
+
 
 def _event_process(
     env: simpy.Environment, clock: Clock, world: _World, eid: int, ev: Event, t_from: float = 0.0
 ):
     """One event as a simpy process acting at its own knots; every action is an event step.
 
-    At each knot it installs the segment that runs to the next knot (`Event.knots`). Knots
-    before `t_from` (a resumed run) have already acted: their state is in `world`.
+    Knots before `t_from` (a resumed run) have already acted: `_World.replay` did them.
     """
     knots = ev.knots()
-    for k, (t0, v0) in enumerate(knots):
+    for k, (t0, _) in enumerate(knots):
         if t0 < t_from:
             continue
         yield env.timeout(t0 - env.now)
-        last = k + 1 == len(knots)
-        if ev.kind is EventKind.LINE_OUTAGE:
-            world.outages[ev.line] += 1 if v0 else -1
-        else:
-            load = world.loads[ev.campus]
-            segments = load.tripped_fraction if ev.kind is EventKind.TRIP else load.additive_mw
-            if ev.kind is EventKind.OSCILLATION:
-                segment = Sine(t0, v0, ev.period_s) if v0 else None
-            elif last:
-                segment = Ramp(t0, v0, t0, v0) if v0 else None
-            else:
-                t1, v1 = knots[k + 1]
-                segment = Ramp(t0, v0, t1, v1)
-            if segment is None:
-                segments.pop(eid, None)
-            else:
-                segments[eid] = segment
+        world.act(eid, ev, knots, k)
         clock.request_step(event=True)
 
 
@@ -208,9 +232,8 @@ class Loop:
         self.loads = list(self.world.loads.values())
         self.campus_bus = np.array([c.bus for c in cfg.campuses], dtype=int)
         self.campus_q_per_p = np.array([c.q_per_p for c in cfg.campuses])
-        self.setpoints = SetPoints.zeros(nw.n_bus)
         self.last_dispatch_s = -math.inf
-        self.last: Step | None = None
+        self.measured: Measured | None = None  # what the last step's power flow measured
 
     def rest(self) -> None:
         """At a block boundary: power flows from a flat start and the policy's solvers cold, in
@@ -231,7 +254,7 @@ class Loop:
             self.follow(s)
         self.protect_and_solve(s)
         self.settle(s)
-        self.last = s
+        self.measured = Measured.of(s)
         return s
 
     def inject(self, s: Step) -> None:
@@ -294,8 +317,8 @@ class Loop:
             s.units = self.policy.report(s.t_s)
 
     def _grid_state(self, s: Step) -> GridState:
-        last = self.last
-        converged = last is not None and not last.protected.collapsed
+        last = self.measured
+        converged = last is not None and last.converged
         return GridState(
             t_s=s.t_s,
             is_event_step=s.is_event,
@@ -305,7 +328,7 @@ class Loop:
             line_in_service=s.line_in_service,
             ai_load_mw=s.ai_p_mw,
             import_schedule_mw=s.schedule_mw,
-            last_vm_pu=last.protected.pf.vm_pu if converged else None,
+            last_vm_pu=last.vm_pu if converged else None,
             last_import_mw=last.import_mw if last is not None else None,
             upstream_follow_mw=self.follower.follow_mw,
             uvls_fraction=self.protection.shed_fraction.copy(),
@@ -314,23 +337,69 @@ class Loop:
     def _at_buses(self, per_campus: np.ndarray) -> np.ndarray:
         return np.bincount(self.campus_bus, per_campus, minlength=self.nw.n_bus)
 
+    def snapshot(self) -> Snapshot:
+        """What the loop carries across a block boundary, as numbers (see `Checkpoint`)."""
+        return Snapshot.join(
+            last_dispatch_s=self.last_dispatch_s,
+            follower=self.follower.snapshot(),
+            protection=self.protection.snapshot(),
+            measured=None if self.measured is None else Snapshot.of_fields(self.measured),
+            policy=self.policy.snapshot(),
+        )
+
+    def restore(self, snap: Snapshot, t_s: float) -> None:
+        """Take a snapshot back at `t_s`: the events' loads and lines are replayed from the
+        config, everything else is read (and checked) from the snapshot."""
+        self.world.replay(self.cfg.events, t_s)
+        self.last_dispatch_s = snap.number("last_dispatch_s", 0.0)
+        self.follower.restore(snap.require("follower"))
+        self.protection.restore(snap.require("protection"))
+        measured = snap.part("measured")
+        template = Measured(True, np.zeros(self.nw.n_bus), 0.0)
+        self.measured = None if measured is None else measured.fields_like(template)
+        self.policy.restore(snap.part("policy"))
+        if not self.snapshot().same(snap):  # a stray or missing name is not this run's state
+            stray = sorted(set(snap.arrays) ^ set(self.snapshot().arrays))
+            raise ConfigError(snap.source, stray[0] if stray else "state", "...", _NOT_THIS_RUN)
+
+
+_NOT_THIS_RUN = "does not belong to the state of this run's loop: not this run's checkpoint"
+
+
+@dataclass(frozen=True, eq=False)
+class Measured:
+    """What the dispatcher is told about the last step: whether its power flow solved, the
+    voltages it measured and the import."""
+
+    converged: bool
+    vm_pu: np.ndarray
+    import_mw: float
+
+    @classmethod
+    def of(cls, s: Step) -> Measured:
+        return cls(not s.protected.collapsed, s.protected.pf.vm_pu, s.import_mw)
+
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """The closed loop's whole state at a block boundary, as bytes (pickle): a run killed later
-    resumes from here. Only simgrid writes and reads these files, beside its own outputs."""
+    """The closed loop's state at a block boundary (`t_s`, after `block`), as numbers only: a
+    run killed later resumes from here. Restoring builds the loop from the run's inputs and
+    policy, replays the events up to `t_s` and reads the rest, checked, from `state`; nothing
+    stored is ever executed."""
 
     t_s: float
     block: int
-    data: bytes
+    state: Snapshot
 
     @classmethod
     def of(cls, loop: Loop, t_s: float, block: int) -> Checkpoint:
-        return cls(t_s, block, pickle.dumps(loop, protocol=pickle.HIGHEST_PROTOCOL))
+        return cls(t_s, block, loop.snapshot())
 
-    def restore(self) -> Loop:
-        """The loop as it was, policy included."""
-        return pickle.loads(self.data)  # noqa: S301 -- simgrid's own file, see the class
+    def restore(self, inputs: SimulationInputs, policy: DispatchPolicy) -> Loop:
+        """The loop as it was at `t_s`, driving `policy` (built from the same config)."""
+        loop = Loop(inputs, policy)
+        loop.restore(self.state, self.t_s)
+        return loop
 
 
 @dataclass(frozen=True)
@@ -371,12 +440,12 @@ def simulate(
 
     `progress(dt)` is called after each step with the simulated seconds advanced. With
     `blocks`, the time series go to `blocks.write` block by block and the last block is
-    returned; with `start`, the run goes on from that checkpoint (with its own policy).
+    returned; with `start`, the run goes on from that checkpoint (`policy` takes its state).
     """
     cfg, nw = inputs.config, inputs.network
     check_placement(cfg.source, cfg.campuses, cfg.events, nw)
     policy = policy if policy is not None else DoNothing(nw.n_bus)
-    loop = Loop(inputs, policy) if start is None else start.restore()
+    loop = Loop(inputs, policy) if start is None else start.restore(inputs, policy)
     t_from = 0.0 if start is None else start.t_s
     rec = Recorder(inputs, _capacity(cfg, blocks), loop.policy.unit_names)
     env = simpy.Environment(initial_time=t_from)

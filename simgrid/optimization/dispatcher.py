@@ -31,6 +31,7 @@ import xarray as xr
 
 from simgrid.aiload import campus_loads_mw
 from simgrid.config import DispatchConfig, UpstreamConfig
+from simgrid.errors import ConfigError
 from simgrid.fcm import STORAGE, Unit, UnitType
 from simgrid.network import Network
 from simgrid.optimization import lpfirst, realtime
@@ -59,7 +60,7 @@ from simgrid.optimization.solve import (
 from simgrid.optimization.state import Applied, Plan, UnitState
 from simgrid.powerflow import PowerFlowEngine
 from simgrid.profiles import LoadProfile, campus_profile
-from simgrid.types import Campus, GridState, SetPoints, UnitReport
+from simgrid.types import Campus, GridState, SetPoints, Snapshot, UnitReport
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,45 @@ class RollingDispatcher:
         self._milp_model: PersistentModel | None = None
         self._lp_model: PersistentModel | None = None
         self._row_shapes: list[tuple[int, ...]] | None = None
+
+    def snapshot(self) -> Snapshot:
+        """The units' state, the plan being followed, the set-points applied at the last step
+        and what the forecast and the state advance remember (solvers and diagnostics are
+        not state: a block boundary rests them)."""
+        ai = self._ai_prev
+        return Snapshot.join(
+            units=Snapshot.of_fields(self.state),
+            plan=None if self._plan is None else Snapshot.of_fields(self._plan),
+            applied=Snapshot.of_fields(self._applied),
+            t_step_s=self._t_step,
+            el_s=self._el_s,
+            ai_prev_t_s=None if ai is None else ai[0],
+            ai_prev_mw=None if ai is None else ai[1],
+        )
+
+    def restore(self, snap: Snapshot | None) -> None:
+        if snap is None:
+            raise ConfigError("<checkpoint>", "policy", None, "missing from the checkpoint")
+        n_bus, none = self.network.n_bus, np.zeros(len(self.campuses))
+        self.state = snap.require("units").fields_like(UnitState.initial(self.ud))
+        st = self.ud.storage
+        e, tol = self.state.e, 1e-9
+        if not np.all((e >= st.soc_min * st.e - tol) & (e <= st.soc_max * st.e + tol)):
+            raise ConfigError(
+                snap.source,
+                snap.prefix + "units.e",
+                "...",
+                "stored energy outside the units' range",
+            )
+        plan = snap.part("plan")
+        self._plan = None if plan is None else plan.fields_like(Plan.zeros(self.ud, self.h, n_bus))
+        self._applied = snap.require("applied").fields_like(Applied.idle(self.ud, n_bus))
+        has = snap.arrays.__contains__
+        self._t_step = snap.number("t_step_s", 0.0) if has("t_step_s") else None
+        self._el_s = snap.number("el_s", 0.0)
+        self._ai_prev = None
+        if has("ai_prev_t_s"):
+            self._ai_prev = (snap.number("ai_prev_t_s", 0.0), snap.like("ai_prev_mw", none))
 
     def _reference_mlf(self, network: Network) -> np.ndarray:
         """Loss sensitivities at the feeder's peak with its campuses at base utilisation."""

@@ -72,6 +72,23 @@ class Plan:
     demand_mw: float = 0.0  # connected demand the plan's first period assumed (no losses)
     schedule_mw: float = 0.0  # the import schedule it assumed
 
+    @classmethod
+    def zeros(cls, units: UnitData, h: int, n_bus: int) -> Plan:
+        """A plan of `h` periods doing nothing (the shapes a stored plan must have)."""
+        s, g, d = len(units.storage), len(units.gen), len(units.dr)
+        z = np.zeros
+        return cls(
+            0.0,
+            z((s, h)),
+            z((s, h)),
+            z((g, h)),
+            z((g, h)),
+            z((d, h)),
+            z((d, h)),
+            z((h, n_bus)),
+            z((h, n_bus)),
+        )
+
     def at(self, k: int) -> Applied:
         """Period k's decisions (held when a solve fails; the last period repeats)."""
 
