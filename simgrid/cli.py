@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--seed", type=int, help="override run.seed (an integer >= 0)")
     r.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    _restart_flag(r, "blocks of a killed run of other inputs")
     _scenario_flags(r)
     _allocation_flag(r)
     s = sub.add_parser(
@@ -145,7 +146,23 @@ def _scenario_flags(p: argparse.ArgumentParser) -> None:
 def _cluster_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--workers", type=int, help="local dask workers (default: one per core)")
-    g.add_argument("--scheduler", metavar="ADDRESS", help="an existing dask scheduler")
+    g.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="an existing dask scheduler you trust (it runs code and returns results; use "
+        "tls:// on shared networks)",
+    )
+    for flag, what in (
+        ("--tls-ca-file", "CA certificate that signed the scheduler's (PEM)"),
+        ("--tls-cert", "this client's certificate (PEM)"),
+        ("--tls-key", "this client's private key (PEM), if not in --tls-cert"),
+    ):
+        p.add_argument(flag, metavar="FILE", type=Path, help=f"with a tls:// --scheduler: {what}")
+    _restart_flag(p, "episodes of an earlier run of other inputs in --out")
+
+
+def _restart_flag(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--restart", action="store_true", help=f"discard {what} instead of refusing")
 
 
 def _allocation_flag(p: argparse.ArgumentParser) -> None:
@@ -276,7 +293,9 @@ def _run(args: argparse.Namespace) -> int:
         desc=cfg.name,
         leave=False,
     ) as bar:
-        ds, n_steps = run_to_file(inputs, policy, out, baseline=baseline, progress=bar.update)
+        ds, n_steps = run_to_file(
+            inputs, policy, out, baseline=baseline, progress=bar.update, restart=args.restart
+        )
     print(f"simgrid: {cfg.name}: {n_steps} steps in {time.perf_counter() - t0:.1f} s -> {out}")
     print(_summary(ds, n_steps))
     if cfg.dispatch.policy != "none":
@@ -396,7 +415,7 @@ def _stress(args: argparse.Namespace) -> int:
     cfg, n = _check_stress([spec], args)
     out = Path(args.out) if args.out else Path("results") / f"{cfg.name}_stress"
     _check_out_dir(out)
-    spec = replace(spec, out_dir=str(out))
+    (spec,) = _keyed([replace(spec, out_dir=str(out))], args)
     ds = _stress_run(spec, n, args, cfg.planning.days_per_year)
     print(f"simgrid: {cfg.name}: {n} episodes -> {out / 'stress.nc'}")
     print(_stress_summary(ds))
@@ -413,6 +432,7 @@ def _check_stress(specs, args) -> tuple:
 
     if args.workers is not None and args.workers < 1:
         raise ConfigError(args.config, "--workers", args.workers, "must be an integer >= 1")
+    _security(args)
     for level in args.levels:
         if not 0 < level < 1:
             raise ConfigError(args.config, "--levels", level, "must lie in (0, 1)")
@@ -426,6 +446,28 @@ def _check_stress(specs, args) -> tuple:
     for cfg in configs:
         check_units(scenario_of(cfg, ds, scenarios, 0), inputs)
     return configs[0], ds.sizes["scenario"]
+
+
+def _security(args):
+    """The TLS options of an existing scheduler, checked."""
+    from simgrid.runner.cluster import ClusterSecurity
+
+    security = ClusterSecurity(args.tls_ca_file, args.tls_cert, args.tls_key)
+    if security.given:
+        if args.scheduler is None:
+            raise ConfigError("--tls-cert", "--scheduler", None, "TLS options need --scheduler")
+        security.check(args.scheduler)
+    return security
+
+
+def _keyed(specs, args) -> list:
+    """The specs with their inputs fingerprinted; with --restart, their earlier results gone
+    (only now, once every input has been checked)."""
+    specs = [spec.keyed() for spec in specs]
+    if args.restart:
+        for spec in specs:
+            spec.discard()
+    return specs
 
 
 def _stress_run(spec, n: int, args, days_per_year: float):
@@ -446,8 +488,16 @@ def _episodes(jobs, args) -> None:
     """Run the jobs' episodes on dask with a progress bar (done, failed, rate, ETA)."""
     from tqdm import tqdm
 
-    from simgrid.runner.cluster import run_episodes
+    from simgrid.runner.cluster import plain_remote, run_episodes
 
+    security = _security(args)
+    if args.scheduler and plain_remote(args.scheduler) and not security.given:
+        print(
+            f"simgrid: warning: {args.scheduler} is neither encrypted nor authenticated: "
+            "whoever reaches it can run code on its workers and hand this process results; "
+            "use tls:// with --tls-ca-file/--tls-cert on a shared network",
+            file=sys.stderr,
+        )
     total = sum(len(indices) for _, indices in jobs)
     show = not args.no_progress and sys.stderr.isatty()
     with tqdm(total=total, unit="episode", desc="episodes", disable=not show, leave=False) as bar:
@@ -459,7 +509,13 @@ def _episodes(jobs, args) -> None:
                 bar.update(1)
             bar.set_postfix(failed=p.failed, refresh=True)
 
-        run_episodes(jobs, workers=args.workers, scheduler=args.scheduler, progress=progress)
+        run_episodes(
+            jobs,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            security=security,
+            progress=progress,
+        )
 
 
 def _stress_summary(ds) -> str:
@@ -501,6 +557,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     _check_out_dir(out)
     specs = ev.specs(args.config, args.scenarios, out, cands)
     n = _check_stress(specs, args)[1]
+    specs = _keyed(specs, args)
     indices = list(range(n))
     t0 = time.perf_counter()
     _episodes([(spec, indices) for spec in specs], args)

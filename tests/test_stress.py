@@ -162,6 +162,56 @@ def test_a_finished_run_started_again_runs_nothing_and_writes_the_same(short_set
     assert before == after
 
 
+def test_episodes_are_reused_only_when_every_input_is_the_same(
+    short_set, reference, tmp_path, capsys
+):
+    """Episodes on disk are reused when the config's text, the files it reads and the scenario
+    set's content are those of the run that wrote them (paths may differ); a config edited in
+    place or another set under the same name is refused in one line, nothing touched, and
+    --restart runs everything again."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(reference / "episodes", out / "episodes")
+    shutil.copy(REPO / "configs" / "fcm_catalogue.toml", tmp_path)
+    cfg, scenarios = tmp_path / "cfg.toml", tmp_path / "set.nc"
+    text = Path(CONFIG).read_text()
+    cfg.write_text(text)
+    shutil.copy(short_set, scenarios)
+
+    def stress(*extra) -> tuple[int, str]:
+        argv = ["stress", str(cfg), "--scenarios", str(scenarios), "--out", str(out)]
+        code = main([*argv, "--workers", "1", "--no-progress", *extra])
+        return code, capsys.readouterr().err
+
+    def stamps() -> dict:
+        return {p.name: p.stat().st_mtime_ns for p in (out / "episodes").glob("ep_*.nc")}
+
+    before = stamps()
+    assert stress()[0] == 0 and stamps() == before  # same content elsewhere: reused
+    _same(reference, out)
+    cfg.write_text(text.replace("band_mw = 0.2", "band_mw = 0.5"))
+    code, err = stress()
+    lines = [e for e in err.splitlines() if not e.startswith("simgrid: warning")]
+    assert code == 2 and len(lines) == 1 and "ep_000000.nc" in lines[0], err
+    assert "config_sha256 was" in lines[0] and "--restart" in lines[0]
+    assert stamps() == before
+    cfg.write_text(text)
+    other = tmp_path / "other.nc"
+    spec = REPO / "scenarios" / "ieee33_ai.toml"
+    assert main(["scenarios", str(spec), "--n", "2", "--out", str(other), "--no-progress"]) == 0
+    shutil.copy(other, scenarios)
+    code, err = stress()
+    assert code == 2 and "scenarios_sha256 was" in err and stamps() == before
+    shutil.copy(short_set, scenarios)
+    cfg.write_text(text.replace("band_mw = 0.2", "band_mw = 0.5"))
+    assert stress("--restart")[0] == 0
+    assert all(stamps()[k] != before[k] for k in before)
+    with xr.open_dataset(out / "stress.nc") as new, xr.open_dataset(reference / "stress.nc") as old:
+        # the band changes what the dispatcher plans and what counts as imbalance: new numbers
+        assert not np.allclose(new["imbalance_energy_mwh"], old["imbalance_energy_mwh"])
+
+
 # ---- faults on a cluster the test controls -----------------------------------------------
 
 

@@ -11,6 +11,7 @@ status and error, so that it is recorded and not retried forever.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, replace
@@ -20,7 +21,8 @@ import xarray as xr
 
 from simgrid.config import RunConfig, load_config, with_allocation_file
 from simgrid.errors import SimgridError
-from simgrid.ncio import DatasetKind, read_dataset, write_dataset
+from simgrid.ncio import DatasetKind, package_versions, read_dataset, write_dataset
+from simgrid.provenance import InputKey, file_sha256
 from simgrid.runner import PerfectForecast, build_policy, prepare, read_set, run, scenario_of
 
 EPISODE_KIND = "episode"
@@ -29,7 +31,10 @@ OK, FAILED = 0, 1
 
 @dataclass(frozen=True)
 class StressSpec:
-    """What every episode of a stress test shares (picklable: sent to the workers)."""
+    """What every episode of a stress test shares (picklable: sent to the workers).
+
+    `inputs` fingerprints what the episodes depend on (`keyed`): an episode on disk is reused
+    only when it was computed from the same."""
 
     config: str
     scenarios: str
@@ -37,9 +42,34 @@ class StressSpec:
     allocation: str | None = None
     timeseries: bool = False
     no_dispatch: bool = False  # the do-nothing baseline (evaluate's reference)
+    inputs: InputKey | None = None
 
     def path(self, index: int) -> Path:
         return Path(self.out_dir) / "episodes" / f"ep_{index:06d}.nc"
+
+    def keyed(self) -> StressSpec:
+        """This spec with its inputs fingerprinted now: the config's text and files, the
+        scenario set's and allocation's content, the package versions and the options."""
+        key = InputKey.of(
+            load(self),
+            package_versions(),
+            scenarios_sha256=file_sha256(self.scenarios),
+            no_dispatch=self.no_dispatch,
+            timeseries=self.timeseries,
+        )
+        return replace(self, inputs=key)
+
+    def check(self, attrs: dict, path: Path, what: str) -> None:
+        if self.inputs is None:
+            raise ValueError("an unkeyed StressSpec reuses nothing: call keyed() first")
+        self.inputs.check(attrs, path, what)
+
+    def discard(self) -> None:
+        """Remove what an earlier run left in the output folder (`--restart`)."""
+        out = Path(self.out_dir)
+        shutil.rmtree(out / "episodes", ignore_errors=True)
+        for name in ("stress.nc", "worst_episode.nc"):
+            (out / name).unlink(missing_ok=True)
 
 
 def load(spec: StressSpec) -> RunConfig:
@@ -120,7 +150,7 @@ class EpisodeRunner:
             "probability": p,
             "scenarios_file": self.spec.scenarios,
             "allocation_file": self.spec.allocation or "",
-            "config_sha256": self.cfg.text_sha256,
+            **(self.spec.inputs.attrs() if self.spec.inputs is not None else {}),
         }
 
 
@@ -157,7 +187,8 @@ def _failed(index: int, exc: Exception) -> xr.Dataset:
 
 
 def finished(spec: StressSpec) -> set[int]:
-    """Episodes whose files are whole (a killed writer leaves none: writes are atomic)."""
+    """Episodes whose files are whole (a killed writer leaves none: writes are atomic). An
+    episode computed from other inputs is refused (ConfigError), never silently reused."""
     done = set()
     folder = Path(spec.out_dir) / "episodes"
     if not folder.is_dir():
@@ -168,11 +199,8 @@ def finished(spec: StressSpec) -> set[int]:
         except SimgridError:
             path.unlink(missing_ok=True)  # damaged: run it again
             continue
-        same = ds.attrs.get("scenarios_file") == spec.scenarios and ds.attrs.get(
-            "allocation_file"
-        ) == (spec.allocation or "")
-        if same:
-            done.add(int(ds.attrs["scenario_index"]))
+        spec.check(ds.attrs, path, "episode")
+        done.add(int(ds.attrs["scenario_index"]))
     return done
 
 

@@ -183,11 +183,13 @@ def write_worst_episode(spec: StressSpec, ds: xr.Dataset) -> Path | None:
     if path.exists():
         try:
             old = read_dataset(path, DatasetKind.RUN, source=str(path), key="worst episode")
+            spec.check(old.attrs, path, "worst episode")
             if old.attrs.get("scenario_index") == index:
                 return path
         except SimgridError:
-            pass  # damaged: written again
+            pass  # damaged, or of other inputs: written again
     full = EpisodeRunner(spec).full(index)
     full.attrs["scenario_index"] = index
     full.attrs["why"] = "the stress test's episode with the largest closed_loop_cost"
+    full.attrs.update(spec.inputs.attrs() if spec.inputs is not None else {})
     return write_dataset(full, path)
