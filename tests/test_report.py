@@ -503,6 +503,32 @@ def test_allocation_report_tables_the_modules(tmp_path):
     assert close(costs["cvar"][1], float(ds["cvar"])) and costs["cvar"][2] == "$/yr"
 
 
+@pytest.mark.parametrize("kind", ["run", "allocation"])
+def test_text_from_the_file_is_never_markup(tmp_path, kind):
+    """Attributes, names and messages in a result file are shown as text: a file cannot put
+    HTML, a script, a link or table-breaking characters into report.md."""
+    script = "<script>alert(1)</script>"
+    ds = run_dataset() if kind == "run" else allocation_dataset()
+    ds.attrs.update(
+        run_name=f"x{script}",
+        network=f"[click](http://evil) {script}",
+        dispatch_policy="*bold* | cell",
+        config_source=f"a`b{script}",
+        scenarios_file=script,
+        ambiguity=script,
+        solver_status="<img src=x onerror=alert(1)>",
+    )
+    var = "unit_type" if kind == "run" else "module"
+    ds[var] = ds[var].copy(data=np.array([script] * ds.sizes["unit"]))
+    files = make_report(write_dataset(ds, tmp_path / "r.nc"), tmp_path / "out")
+    md = files[-1].read_text()
+    outside_code = re.sub(r"`[^`\n]*`", "", md)  # code spans show their content literally
+    assert "<" not in outside_code and not re.search(r"(?<!\\)\]\(http", outside_code)
+    assert "&lt;script&gt;" in md and md.count("`") % 2 == 0
+    if kind == "run":  # emphasis and a cell break shown as text
+        assert r"\*bold\* \| cell" in md
+
+
 # --- errors ----------------------------------------------------------------------------------
 
 

@@ -9,9 +9,9 @@ import xarray as xr
 
 from simgrid.errors import ConfigError
 from simgrid.fcm import read_allocation_dataset
-from simgrid.ncio import DatasetKind, kind_of, read_dataset
+from simgrid.ncio import DatasetKind, declared_kind, read_dataset
 from simgrid.report.allocation import allocation_report
-from simgrid.report.common import REPORT_MD, STRESS_FILE, fmt
+from simgrid.report.common import REPORT_MD, STRESS_FILE, fmt, md_code, md_text
 from simgrid.report.evaluation import evaluation_report
 from simgrid.report.run import (
     _read_run,
@@ -50,7 +50,7 @@ def make_report(path: str | Path, out_dir: str | Path, event: int | None = None)
     out_dir.mkdir(parents=True, exist_ok=True)
     if kind is DatasetKind.RUN:
         files, lines = run_report(ds, out_dir, event=event, source=str(path))
-        title = f"Run {ds.attrs.get('run_name', path.stem)}"
+        title = f"Run {md_text(ds.attrs.get('run_name', path.stem))}"
     elif kind is DatasetKind.STRESS:
         files, lines = stress_report(ds, path, out_dir, event=event)
         title = "Stress test"
@@ -61,7 +61,7 @@ def make_report(path: str | Path, out_dir: str | Path, event: int | None = None)
         files, lines = allocation_report(ds, out_dir)
         title = "FCM allocation"
     md = out_dir / REPORT_MD
-    header = [f"# {title}", "", f"Source: `{path}` (simgrid {kind.label})", ""]
+    header = [f"# {title}", "", f"Source: {md_code(path)} (simgrid {kind.label})", ""]
     md.write_text("\n".join(header + lines).rstrip() + "\n")
     return [*files, md]
 
@@ -87,15 +87,13 @@ def _result_file(path: Path) -> Path:
 
 
 def _peek_kind(path: Path) -> DatasetKind:
-    """The declared kind of a result file (ConfigError: unreadable or not a result)."""
-    try:
-        with xr.open_dataset(path) as ds:
-            kind = kind_of(ds)
-            declared = ds.attrs.get("simgrid_kind", kind.value if kind else None)
-    except Exception:
-        # the guarded reader says why in one line (missing, not NetCDF, ...)
+    """The declared kind of a result file, from its header (ConfigError: unreadable or not a
+    result)."""
+    peeked = declared_kind(path)
+    if peeked is None:  # the guarded reader says why in one line (missing, not NetCDF, ...)
         read_dataset(path, DatasetKind.RUN, source=str(path), key="RESULT")
-        raise
+        raise AssertionError("read_dataset accepted a file it cannot read")
+    kind, declared = peeked
     reportable = (
         DatasetKind.RUN,
         DatasetKind.STRESS,

@@ -9,7 +9,16 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from simgrid.report.common import UNIT_STYLE, _pyplot, _save, _units, fmt, md_table
+from simgrid.report.common import (
+    UNIT_STYLE,
+    _pyplot,
+    _save,
+    _units,
+    fmt,
+    md_code,
+    md_table,
+    md_text,
+)
 from simgrid.report.stress import _ecdf
 
 
@@ -49,10 +58,10 @@ def allocation_report(ds: xr.Dataset, out_dir: Path) -> tuple[list[Path], list[s
     a = ds.attrs
     scalars = [n for n, v in ds.data_vars.items() if v.ndim == 0]
     lines = [
-        f"Ambiguity {a.get('ambiguity', '?')} (radius {fmt(a.get('radius', np.nan))}), alpha "
-        f"{fmt(a.get('alpha', np.nan))}, beta {fmt(a.get('beta', np.nan))}, solver "
-        f"{a.get('solver_status', '?')}; scenarios `{a.get('scenarios_file', '?')}`, "
-        f"config `{a.get('config_source', '?')}`.",
+        f"Ambiguity {md_text(a.get('ambiguity', '?'))} (radius {fmt(a.get('radius', np.nan))}), "
+        f"alpha {fmt(a.get('alpha', np.nan))}, beta {fmt(a.get('beta', np.nan))}, solver "
+        f"{md_text(a.get('solver_status', '?'))}; scenarios "
+        f"{md_code(a.get('scenarios_file', '?'))}, config {md_code(a.get('config_source', '?'))}.",
         "",
         f"![allocation]({png.name})",
         "",

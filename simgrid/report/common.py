@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -65,12 +66,40 @@ def fmt(x: object) -> str:
     return f"{x:.4g}"
 
 
+# Markdown punctuation that could start markup inside a line (emphasis, strike-through,
+# links and images, code, table cells) when it comes from a file's text rather than from
+# simgrid's own words; an underscore inside a word never starts emphasis (CommonMark), so
+# metric names stay as they are. HTML is turned into entities separately.
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+
+
+def md_text(x: object) -> str:
+    """Text read from a result file (attributes, names, messages) as Markdown shows it: on
+    one line, HTML's <, > and & as entities and Markdown's punctuation escaped, so that a file
+    can put no markup, link or script into a report."""
+    text = " ".join(str(x).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def md_code(x: object) -> str:
+    """Text read from a file shown as inline code (a path, say): code spans show their content
+    literally, so only backticks and line breaks need to go."""
+    return "`" + " ".join(str(x).replace("`", "'").split()) + "`"
+
+
+class Formatted(str):
+    """Text simgrid formatted itself (an interval of numbers): shown as it is."""
+
+
 def _cell(x: object) -> str:
-    return fmt(x).replace("|", "\\|").replace("\n", " ")
+    if isinstance(x, Formatted):
+        return str(x)
+    return md_text(x) if isinstance(x, str) else fmt(x)
 
 
 def _numeric(x: object) -> bool:
-    return isinstance(x, int | float | np.number) or (isinstance(x, str) and x.startswith("["))
+    return isinstance(x, int | float | np.number | Formatted)
 
 
 def md_table(header: list[str], rows: list[list[object]]) -> list[str]:
@@ -88,5 +117,5 @@ def _units(var: xr.DataArray) -> str:
     return str(var.attrs.get("units", ""))
 
 
-def _interval(lo: float, hi: float) -> str:
-    return f"[{fmt(lo)}, {fmt(hi)}]"
+def _interval(lo: float, hi: float) -> Formatted:
+    return Formatted(f"[{fmt(lo)}, {fmt(hi)}]")

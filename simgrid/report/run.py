@@ -12,7 +12,17 @@ import xarray as xr
 from simgrid.errors import ConfigError
 from simgrid.metrics import AT_DEPTH_BAND, event_windows, step_durations_s
 from simgrid.ncio import DatasetKind, read_dataset
-from simgrid.report.common import EVENT_COLOURS, UNIT_STYLE, _pyplot, _save, _units, fmt, md_table
+from simgrid.report.common import (
+    EVENT_COLOURS,
+    UNIT_STYLE,
+    _pyplot,
+    _save,
+    _units,
+    fmt,
+    md_code,
+    md_table,
+    md_text,
+)
 
 RUN_REQUIRED = (
     "demand_mw",
@@ -37,10 +47,9 @@ RUN_UNUSED = (
 
 
 def _read_run(path: Path, kind: DatasetKind = DatasetKind.RUN) -> xr.Dataset:
-    with xr.open_dataset(path) as peek:
-        drop = tuple(n for n in RUN_UNUSED if n in peek.variables)
-    ds = read_dataset(path, kind, source=str(path), key="RESULT", required=RUN_REQUIRED, drop=drop)
-    return ds
+    return read_dataset(
+        path, kind, source=str(path), key="RESULT", required=RUN_REQUIRED, drop=RUN_UNUSED
+    )
 
 
 def run_report(
@@ -62,10 +71,11 @@ def run_report(
         files.append(plot_trapezoid(ds, chosen, out_dir / f"{prefix}trapezoid.png"))
     a = ds.attrs
     lines = [
-        f"Network {a.get('network', '?')}, {ds.sizes.get('bus', 0)} buses, "
+        f"Network {md_text(a.get('network', '?'))}, {ds.sizes.get('bus', 0)} buses, "
         f"horizon {fmt(float(a.get('horizon_s', np.nan)) / 3600)} h at "
-        f"dt = {fmt(a.get('dt_s', np.nan))} s, dispatch: {a.get('dispatch_policy', '?')}, "
-        f"config `{a.get('config_source', '?')}`.",
+        f"dt = {fmt(a.get('dt_s', np.nan))} s, "
+        f"dispatch: {md_text(a.get('dispatch_policy', '?'))}, "
+        f"config {md_code(a.get('config_source', '?'))}.",
         "",
         f"![feeder]({files[0].name})",
         "",

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from simgrid.ncio import DatasetKind, kind_of
+from simgrid.ncio import DatasetKind, declared_kind
 from simgrid.report.common import (
     WORST_EPISODE_FILE,
     _interval,
@@ -18,6 +18,7 @@ from simgrid.report.common import (
     _save,
     _units,
     fmt,
+    md_code,
     md_table,
 )
 from simgrid.report.evaluation import EVALUATED
@@ -47,9 +48,9 @@ def stress_report(
     status = ds["episode_status"].to_numpy() if "episode_status" in ds else np.zeros(n)
     a = ds.attrs
     lines = [
-        f"{n} episodes ({int((status != 0).sum())} failed); scenarios `"
-        f"{a.get('scenarios_file', '?')}`, config `{a.get('config', '?')}`, allocation `"
-        f"{a.get('allocation_file') or 'from the config'}`.",
+        f"{n} episodes ({int((status != 0).sum())} failed); scenarios "
+        f"{md_code(a.get('scenarios_file', '?'))}, config {md_code(a.get('config', '?'))}, "
+        f"allocation {md_code(a.get('allocation_file') or 'from the config')}.",
         "",
     ]
     if "summary" in ds and ds.sizes.get("metric", 0):
@@ -78,16 +79,12 @@ def stress_report(
         files += wfiles
         index = wds.attrs.get("scenario_index")
         which = f"scenario {int(index)}" if index is not None else "scenario not recorded"
-        lines += [f"## Worst episode ({which})", "", f"From `{worst}`.", "", *wlines]
+        lines += [f"## Worst episode ({which})", "", f"From {md_code(worst)}.", "", *wlines]
     return files, lines
 
 
 def _peek_worst(path: Path) -> DatasetKind:
-    try:
-        with xr.open_dataset(path) as ds:
-            kind = kind_of(ds)
-    except Exception:
-        kind = None
+    kind = (declared_kind(path) or (None, None))[0]
     return kind if kind in (DatasetKind.RUN, DatasetKind.EPISODE) else DatasetKind.RUN
 
 
