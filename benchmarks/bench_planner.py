@@ -30,7 +30,8 @@ from simgrid.cli import main as cli  # noqa: E402
 from simgrid.config import Ambiguity, load_config  # noqa: E402
 from simgrid.errors import ConfigError  # noqa: E402
 from simgrid.optimization.benders import Benders  # noqa: E402
-from simgrid.optimization.planner import plan, solve_extensive  # noqa: E402
+from simgrid.optimization.extensive import ExtensiveForm  # noqa: E402
+from simgrid.optimization.stage1 import plan  # noqa: E402
 
 
 def reduced_sets(sizes, folder: Path) -> dict[int, Path]:
@@ -58,7 +59,7 @@ def scaling(cfg, sets, limit: float, ef_max: int) -> None:
         row(s, "benders", time.perf_counter() - t0, r)
         if s <= ef_max:
             t0 = time.perf_counter()
-            r = solve_extensive(problem)
+            r = ExtensiveForm(problem).solve()
             row(s, "extensive", time.perf_counter() - t0, r)
 
 
@@ -78,7 +79,7 @@ def recourse_integrality(cfg, path: Path, limit: float) -> None:
         t0 = time.perf_counter()
         label = "integral" if integral else "relaxed"
         try:
-            r = solve_extensive(problem)
+            r = ExtensiveForm(problem).solve()
         except ConfigError as exc:  # no allocation within the limit
             print(f"  {label:9s} {time.perf_counter() - t0:7.1f} s: {exc}", flush=True)
             continue

@@ -21,27 +21,21 @@ from scipy.spatial.distance import cdist
 from simgrid.config import Ambiguity, PlanningConfig, RunConfig
 from simgrid.errors import ConfigError
 from simgrid.fcm import Catalogue, load_catalogue
-from simgrid.ncio import DatasetKind, package_versions
-from simgrid.optimization.benders import Benders
+from simgrid.inputs import prepare
+from simgrid.ncio import DatasetKind, package_versions, variables
 from simgrid.optimization.blocks import Weights
 from simgrid.optimization.dispatch_model import network_data
 from simgrid.optimization.losses import marginal_loss_factors
-from simgrid.optimization.planner import (
-    PlanningProblem,
-    PlanResult,
-    Purchase,
-    plan,
-    uses_benders,
-)
+from simgrid.optimization.planner import PlanningProblem, PlanResult, Purchase
 from simgrid.optimization.solve import Progress
+from simgrid.optimization.stage1 import solver_for
 from simgrid.optimization.windows import (
     PlanContext,
     expected_window,
     scenario_windows,
 )
-from simgrid.runner import check_scenario_network, prepare, read_set, with_scenario
 from simgrid.scenarios.reduce import MAX_DISTANCE_SCENARIOS, standardised
-from simgrid.scenarios.scenarioset import EventTable
+from simgrid.scenarios.scenarioset import EventTable, read_set, with_scenario
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,19 +47,13 @@ class Allocation:
     vss: float
 
 
-def overridden(cfg: PlanningConfig, **flags) -> PlanningConfig:
-    """The planning config with command-line overrides (None: keep the config's)."""
-    return replace(cfg, **{k: v for k, v in flags.items() if v is not None})
-
-
 def _problem(cfg: RunConfig, set_path: str, planning: PlanningConfig) -> PlanningProblem:
     ds = read_set(set_path, cfg.source, drop=("ai_load_mw",))
     if cfg.dispatch.catalogue is None:
         raise ConfigError(cfg.source, "dispatch.catalogue", None, "is required to plan modules")
     catalogue = load_catalogue(cfg.dispatch.catalogue)
     base = with_scenario(cfg, set_path, 0)  # the set's campuses and network reference
-    inputs = prepare(base)
-    check_scenario_network(base, inputs.network)
+    inputs = prepare(base)  # checks the set's network against the config's too
     nw = inputs.network
     table = EventTable.of(ds)
     n = ds.sizes["scenario"]
@@ -142,15 +130,14 @@ def allocate(
     progress: Progress | None = None,
 ) -> Allocation:
     """Plan on the scenario set; with a stochastic plan also the deterministic one and VSS."""
-    problem = _problem(cfg, set_path, planning)
-    solver = Benders(problem) if uses_benders(planning) else None
-    result = solver.solve(progress) if solver else plan(problem, progress=progress)
+    solver = solver_for(_problem(cfg, set_path, planning))
+    result = solver.solve(progress)
     if planning.ambiguity is Ambiguity.DETERMINISTIC:
         return Allocation(result, None, math.nan)
     ev_cfg = replace(planning, ambiguity=Ambiguity.DETERMINISTIC)
-    ev = plan(_problem(cfg, set_path, ev_cfg))
+    ev = solver_for(_problem(cfg, set_path, ev_cfg)).solve()
     # the deterministic plan, judged like ours (the same scenario LPs when decomposed)
-    eev = solver.evaluate(ev.purchases) if solver else plan(problem, fixed=ev.purchases)
+    eev = solver.evaluate(ev.purchases)
     return Allocation(result, ev, eev.objective - result.objective)
 
 
@@ -158,7 +145,7 @@ def judge(
     cfg: RunConfig, set_path: str, planning: PlanningConfig, purchases: Sequence[Purchase]
 ) -> PlanResult:
     """A given allocation in the planning model of `set_path`'s scenarios (its recourse)."""
-    return plan(_problem(cfg, set_path, planning), fixed=purchases)
+    return solver_for(_problem(cfg, set_path, planning)).evaluate(purchases)
 
 
 def allocation_result_dataset(
@@ -175,14 +162,13 @@ def allocation_result_dataset(
         "supplier": ([p.supplier for p in purchases], "1", "supplier of the modules"),
         "unit_cost": ([p.unit_cost for p in purchases], "$", "purchase cost per module"),
     }
-    data = {
-        name: xr.Variable(
-            "unit",
-            np.array(v, dtype=str if name in ("module", "supplier") else None),
-            {"units": u, "long_name": ln},
-        )
-        for name, (v, u, ln) in units.items()
-    }
+    data = variables(
+        "unit",
+        {
+            name: (np.array(v, dtype=str if name in ("module", "supplier") else None), u, ln)
+            for name, (v, u, ln) in units.items()
+        },
+    )
     data["count"] = data["count"].astype(np.int32)
     data["bus"] = data["bus"].astype(np.int32)
     per_scenario = {
@@ -194,8 +180,7 @@ def allocation_result_dataset(
         ),
         "recourse_cost": (r.recourse, "$/yr", "annual recourse cost of the scenario"),
     }
-    for name, (v, u, ln) in per_scenario.items():
-        data[name] = xr.Variable("scenario", v, {"units": u, "long_name": ln})
+    data.update(variables("scenario", per_scenario))
     scalars = {
         "investment_cost": (r.investment, "$/yr", "annualised investment"),
         "expected_recourse": (r.expected_recourse, "$/yr", "expected recourse (nominal)"),
@@ -222,8 +207,7 @@ def allocation_result_dataset(
             "this model minus this plan's (NaN for a deterministic plan)",
         ),
     }
-    for name, (v, u, ln) in scalars.items():
-        data[name] = xr.Variable((), float(v), {"units": u, "long_name": ln})
+    data.update(variables((), {k: (float(v), u, ln) for k, (v, u, ln) in scalars.items()}))
     pc = cfg.planning
     attrs = {
         "title": "simgrid FCM allocation (Stage-I)",

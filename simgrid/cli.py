@@ -176,7 +176,7 @@ def _allocation_flag(p: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace, seed: int | None = None):
     """The run config of a command, with a scenario of a set and an allocation if asked."""
     from simgrid.config import load_config, with_allocation_file
-    from simgrid.runner import with_scenario
+    from simgrid.scenarios.scenarioset import with_scenario
 
     cfg = load_config(args.config, seed=seed)
     if getattr(args, "allocation", None):
@@ -262,7 +262,8 @@ def _comparison(ds) -> str:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from simgrid.runner import build_policy, prepare
+    from simgrid.inputs import prepare
+    from simgrid.runner import build_policy
     from simgrid.runner.blocks import run_to_file
     from simgrid.types import DoNothing
 
@@ -304,7 +305,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from simgrid.runner import check_units, prepare
+    from simgrid.inputs import prepare
+    from simgrid.runner import check_units
 
     cfg = _config(args)
     inputs = prepare(cfg)
@@ -427,8 +429,10 @@ def _check_stress(specs, args) -> tuple:
     share config and scenario set (evaluate's differ in their allocation), so the set is read
     and the network built once. Returns the first spec's config and the number of scenarios."""
     from simgrid.fcm import read_allocation
-    from simgrid.runner import check_units, prepare, read_set, scenario_of
+    from simgrid.inputs import prepare
+    from simgrid.runner import check_units
     from simgrid.runner.episode import load
+    from simgrid.scenarios.scenarioset import read_set, scenario_of
 
     if args.workers is not None and args.workers < 1:
         raise ConfigError(args.config, "--workers", args.workers, "must be an integer >= 1")
@@ -590,27 +594,16 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _allocate(args: argparse.Namespace) -> int:
-    from simgrid.allocate import allocate, allocation_result_dataset, overridden
-    from simgrid.config import load_config
+    from simgrid.allocate import allocate, allocation_result_dataset
+    from simgrid.config import load_config, planning_with
     from simgrid.fcm import load_catalogue
     from simgrid.ncio import write_dataset
 
     cfg = load_config(args.config)
-    for flag, value, lo, hi in (
-        ("--radius", args.radius, 0.0, math.inf),
-        ("--alpha", args.alpha, 0.0, 1.0 - 1e-9),
-        ("--beta", args.beta, 0.0, 1.0),
-    ):
-        if value is not None and not (math.isfinite(value) and lo <= value <= hi):
-            raise ConfigError(args.config, flag, value, f"must be a number in [{lo:g}, {hi:g}]")
     ambiguity = Ambiguity(args.ambiguity) if args.ambiguity else None
-    planning = overridden(
-        cfg.planning, ambiguity=ambiguity, radius=args.radius, alpha=args.alpha, beta=args.beta
+    planning = planning_with(
+        cfg, ambiguity=ambiguity, radius=args.radius, alpha=args.alpha, beta=args.beta
     )
-    if planning.ambiguity is Ambiguity.TOTAL_VARIATION and planning.radius > 1:
-        raise ConfigError(
-            args.config, "--radius", planning.radius, "a total-variation radius is <= 1"
-        )
     cfg = replace(cfg, planning=planning)
     out = Path(args.out) if args.out else Path("results") / f"{cfg.name}_allocation.nc"
     _check_out(out)

@@ -14,6 +14,7 @@ import os
 import re
 import stat
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -706,23 +707,50 @@ def parse_planning(t: Table) -> PlanningConfig:
         period_s=t.number("period_s", d.period_s, lo=60),
         lead_s=t.number("lead_s", d.lead_s, lo=0),
         tail_s=t.number("tail_s", d.tail_s, lo=0),
-        alpha=t.number("alpha", d.alpha, lo=0, hi=1 - 1e-9),
-        beta=t.number("beta", d.beta, lo=0, hi=1),
+        alpha=t.number("alpha", d.alpha),
+        beta=t.number("beta", d.beta),
         ambiguity=Ambiguity(
             t.string("ambiguity", d.ambiguity.value, choices=tuple(a.value for a in Ambiguity))
         ),
-        radius=t.number("radius", d.radius, lo=0),
+        radius=t.number("radius", d.radius),
         integer_recourse=_boolean(t, "integer_recourse", d.integer_recourse),
         method=t.string("method", d.method, choices=("auto", "extensive", "benders")),
         time_limit_s=t.number("time_limit_s", d.time_limit_s, lo=0, lo_open=True),
         mip_gap=t.number("mip_gap", d.mip_gap, lo=0, hi=1),
     )
-    if cfg.ambiguity is Ambiguity.TOTAL_VARIATION and cfg.radius > 1:
-        raise t.fail("radius", "a total-variation radius must be in [0, 1]")
-    if cfg.method == "benders" and cfg.integer_recourse:
-        raise t.fail("method", "benders needs relaxed recourse (integer_recourse = false)")
+    check_planning(cfg, lambda key, value, why: t.fail(key, why))
     t.done()
     return cfg
+
+
+def check_planning(cfg: PlanningConfig, fail: Callable[[str, object, str], ConfigError]) -> None:
+    """The checks of the risk settings and the method, whether they come from the config's
+    [planning] table or from the command line (`fail(key, value, why)` names the source)."""
+    for key, lo, hi in (("alpha", 0.0, 1.0 - 1e-9), ("beta", 0.0, 1.0), ("radius", 0.0, math.inf)):
+        value = getattr(cfg, key)
+        if not (math.isfinite(value) and lo <= value <= hi):
+            shown = "a number >= 0" if math.isinf(hi) else f"a number in [{lo:g}, {hi:g}]"
+            raise fail(key, value, f"must be {shown}")
+    if cfg.ambiguity is Ambiguity.TOTAL_VARIATION and cfg.radius > 1:
+        raise fail("radius", cfg.radius, "a total-variation radius must be in [0, 1]")
+    if cfg.method == "benders" and cfg.integer_recourse:
+        raise fail(
+            "method", cfg.method, "benders needs relaxed recourse (integer_recourse = false)"
+        )
+
+
+def planning_with(cfg: RunConfig, **flags: object) -> PlanningConfig:
+    """The config's planning with command-line overrides (None: keep the config's), checked as
+    the config's own table is: an error names the flag."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    planning = replace(cfg.planning, **given)
+
+    def fail(key: str, value: object, why: str) -> ConfigError:
+        where = f"--{key}" if key in given else f"planning.{key}"
+        return ConfigError(cfg.source, where, value, why)
+
+    check_planning(planning, fail)
+    return planning
 
 
 def _module_counts(t: Table, key: str) -> tuple[tuple[str, int], ...]:

@@ -15,15 +15,18 @@ from simgrid.fcm import Catalogue, Module, Supplier, UnitType
 from simgrid.optimization.blocks import ScenarioData, Weights
 from simgrid.optimization.builder import ArrayBuilder
 from simgrid.optimization.dispatch_model import network_data
-from simgrid.optimization.planner import PlanningProblem, plan, solve_extensive
+from simgrid.optimization.extensive import ExtensiveForm
+from simgrid.optimization.planner import PlanningProblem
 from simgrid.optimization.risk import (
     RiskSpec,
     define_risk,
     nominal_risk,
-    tv_worst_expectation,
     worst_case,
 )
 from simgrid.optimization.solve import solve
+from simgrid.optimization.stage1 import plan
+
+from reference import tv_worst_expectation
 
 REL_TOL = 1e-6  # dual against primal worst case
 COST_TOL = 1e-6  # $ on hand-computed objectives
@@ -145,7 +148,9 @@ def test_beta_zero_is_risk_neutral_and_alpha_to_zero_turns_cvar_into_the_mean():
 def test_dual_worst_case_equals_the_primal_inner_problem(mode, radius, beta):
     # the extensive form's risk terms at its optimum are the dual of the inner maximisation;
     # the reported worst case is that maximisation solved directly over distributions
-    r = solve_extensive(_random_problem(3, ambiguity=mode, radius=radius, beta=beta, alpha=0.8))
+    r = ExtensiveForm(
+        _random_problem(3, ambiguity=mode, radius=radius, beta=beta, alpha=0.8)
+    ).solve()
     dual = r.objective - r.investment
     assert r.worst_case_risk == pytest.approx(dual, rel=REL_TOL)
     if mode is Ambiguity.TOTAL_VARIATION and beta == 0.0:

@@ -22,13 +22,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from simgrid.optimization.blocks import ModelOptions, ScenarioData
 from simgrid.optimization.builder import INF, ArrayBuilder
-from simgrid.optimization.dispatch_model import assemble, idle_state, unit_data
 from simgrid.optimization.planner import (
     FirstStage,
     PlanningProblem,
@@ -36,10 +35,11 @@ from simgrid.optimization.planner import (
     Purchase,
     check_solved,
     define_first_stage,
+    define_recourse,
+    objective_at,
     result,
-    sizes_of,
 )
-from simgrid.optimization.risk import define_risk, worst_case
+from simgrid.optimization.risk import define_risk
 from simgrid.optimization.solve import (
     PersistentModel,
     Progress,
@@ -81,23 +81,9 @@ def scenario_lp(
         return ScenarioLP(None, np.zeros(0, dtype=int))
     b = ArrayBuilder()
     size = b.add_vars(len(first.units), 0.0, first.max_size)
-    local = replace(first, size=size)
-    modules = [m for m, _ in first.units]
-    buses = [bus for _, bus in first.units]
     options = ModelOptions(integer_periods=0, discount=1.0)
-    for data in windows:
-        ud = unit_data(modules, buses, problem.cfg.period_s, data.periods)
-        _, cost = assemble(
-            b,
-            problem.net,
-            ud,
-            sizes_of(ud, local),
-            data,
-            idle_state(ud, data),
-            problem.weights,
-            options,
-        )
-        b.add_cost([(scale * np.asarray(coef), cols) for coef, cols in cost])
+    cost = define_recourse(b, problem, first.units, size, first.max_size, windows, options)
+    b.add_cost([(scale * np.asarray(coef), cols) for coef, cols in cost])
     return ScenarioLP(PersistentModel(b.build(), relaxed=True), size)
 
 
@@ -186,42 +172,13 @@ class Benders:
         """An allocation judged in this problem: each scenario's recourse at its sizes."""
         t0 = time.perf_counter()
         problem = self.problem
-        master = Master(problem, purchases)
-        first = master.first
-        cat = problem.catalogue
-        counts = np.zeros(len(first.buy), dtype=int)
-        by_key = {(p.supplier, p.bus): p.count for p in purchases}
-        for i in range(len(first.buy)):
-            counts[i] = by_key.get((cat.suppliers[first.supplier[i]].name, int(first.bus[i])), 0)
-        sizes = np.array(
-            [
-                sum(
-                    counts[i]
-                    for i in range(len(first.buy))
-                    if first.bus[i] == bus and cat.suppliers[first.supplier[i]].module == m.name
-                )
-                for m, bus in first.units
-            ],
-            dtype=float,
-        )
+        first = Master(problem, purchases).first
+        counts = first.counts_of(purchases, problem.catalogue)
+        sizes = first.sizes_at(counts, problem.catalogue)
         q = np.array([lp.evaluate(sizes, problem.cfg.time_limit_s)[0] for lp in self.lps(first)])
-        upper = (
-            float(first.invest[0][0] @ counts)
-            + worst_case(q, problem.probability, problem.spec, problem.distance).value
-        )
+        upper = objective_at(problem, first, counts, q)
         solved = SolveResult(Termination.OPTIMAL, None, upper, upper, 0.0, time.perf_counter() - t0)
         return result(problem, first, counts, q, solved)
-
-
-def solve_benders(
-    problem: PlanningProblem,
-    *,
-    fixed: Sequence[Purchase] | None = None,
-    progress: Progress | None = None,
-) -> PlanResult:
-    """Plan (or evaluate a fixed allocation) by multi-cut L-shaped decomposition."""
-    solver = Benders(problem)
-    return solver.evaluate(fixed) if fixed is not None else solver.solve(progress)
 
 
 def _solve(solver: Benders, master: Master, progress: Progress | None) -> PlanResult:
@@ -251,10 +208,7 @@ def _solve(solver: Benders, master: Master, progress: Progress | None) -> PlanRe
         seen.add(key)
         values, slopes = zip(*(lp.evaluate(sizes, max(left, 1.0)) for lp in lps), strict=True)
         q = np.array(values)
-        upper = (
-            float(first.invest[0][0] @ counts)
-            + worst_case(q, problem.probability, problem.spec, problem.distance).value
-        )
+        upper = objective_at(problem, first, counts, q)
         if best is None or upper < best[0]:
             best = (upper, counts, q)
         for s, (value, slope) in enumerate(zip(values, slopes, strict=True)):

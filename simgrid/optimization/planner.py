@@ -1,4 +1,4 @@
-"""Stage-I planner: a two-stage DRO-CVaR MILP that allocates Flexible Capacity Modules.
+"""The Stage-I problem: a two-stage DRO-CVaR allocation of Flexible Capacity Modules.
 
 First stage: integer modules of each catalogue type from each supplier at each candidate bus,
 within the suppliers' inventories, a budget, per-bus hosting limits and per-type minimums and
@@ -6,8 +6,12 @@ maximums; investment is annualised (capital recovery factor). Second stage, per 
 dispatch model (the very blocks Stage-II dispatches with) over the scenario's shock windows,
 with perfect foresight inside them and each unit's size a first-stage column; the recourse
 cost h_s (VoLL x unserved + imbalance penalty + restoration penalty + operating cost) is scaled
-to a year. Objective: investment + the worst-case risk of h (risk.py), one MILP (extensive
-form) solved by HiGHS.
+to a year. Objective: investment + the worst-case risk of h (risk.py).
+
+This module is the problem and what its solvers share: the first stage, one builder of a
+scenario's recourse (`define_recourse`), the objective of an allocation (`objective_at`) and
+the result. The solvers -- the extensive form (extensive.py) and Benders decomposition
+(benders.py) -- each offer `solve` and `evaluate` (stage1.py chooses).
 """
 
 from __future__ import annotations
@@ -22,10 +26,10 @@ from simgrid.config import PlanningConfig
 from simgrid.errors import ConfigError
 from simgrid.fcm import STORAGE, Catalogue, Module, UnitType
 from simgrid.optimization.blocks import Capacity, ModelOptions, NetworkData, ScenarioData, Weights
-from simgrid.optimization.builder import INF, ArrayBuilder
+from simgrid.optimization.builder import INF
 from simgrid.optimization.dispatch_model import Sizes, assemble, idle_state, unit_data
-from simgrid.optimization.risk import RiskSpec, cvar, define_risk, nominal_risk, worst_case
-from simgrid.optimization.solve import Progress, SolveResult, Termination, solve
+from simgrid.optimization.risk import RiskSpec, cvar, nominal_risk, worst_case
+from simgrid.optimization.solve import SolveResult, Termination
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,6 +62,22 @@ class FirstStage:
     size: np.ndarray  # (U,) column ids: modules of the unit
     max_size: np.ndarray  # (U,)
     invest: list  # cost terms (annualised)
+
+    def counts_of(self, purchases: Sequence[Purchase], catalogue: Catalogue) -> np.ndarray:
+        """Modules bought per purchase column."""
+        by_key = {(p.supplier, p.bus): p.count for p in purchases}
+        names = [catalogue.suppliers[k].name for k in self.supplier]
+        return np.array(
+            [by_key.get((n, int(b)), 0) for n, b in zip(names, self.bus, strict=True)], dtype=int
+        )
+
+    def sizes_at(self, counts: np.ndarray, catalogue: Catalogue) -> np.ndarray:
+        """Modules of each unit at purchase `counts`."""
+        module = np.array([catalogue.suppliers[k].module for k in self.supplier])
+        return np.array(
+            [counts[(self.bus == bus) & (module == m.name)].sum() for m, bus in self.units],
+            dtype=float,
+        )
 
 
 @dataclass(frozen=True)
@@ -166,99 +186,43 @@ def _first_stage_limits(b, problem, supplier, bus, buy, units, size, cost) -> No
             b.add_sum_rows(size[mine][None, :], lo=lo, hi=hi)
 
 
-def define_second_stage(b, problem: PlanningProblem, first: FirstStage, windows, scale: float):
-    """Each scenario's dispatch over its windows with the chosen sizes; returns the recourse
-    columns h (S,) with h_s = scale x the scenario's cost."""
-    cfg = problem.cfg
-    period_s = cfg.period_s
-    modules = [m for m, _ in first.units]
-    buses = [b_ for _, b_ in first.units]
-    options = ModelOptions(integer_periods=None if cfg.integer_recourse else 0, discount=1.0)
-    h = b.add_vars(len(windows), -INF, INF)
-    for s, scenario in enumerate(windows):
-        terms = []
-        for data in scenario:
-            ud = unit_data(modules, buses, period_s, data.periods)
-            sizes = sizes_of(ud, first)
-            _, cost = assemble(
-                b, problem.net, ud, sizes, data, idle_state(ud, data), problem.weights, options
-            )
-            terms += [(-scale * np.asarray(coef), cols) for coef, cols in cost]
-        _sum_row(b, h[s : s + 1], terms)
-    return h
+def define_recourse(
+    b,
+    problem: PlanningProblem,
+    units: tuple[tuple[Module, int], ...],
+    size: np.ndarray,
+    max_size: np.ndarray,
+    windows: Sequence[ScenarioData],
+    options: ModelOptions,
+) -> list:
+    """One scenario's recourse over its windows, each unit sized by its column in `size`
+    (at most `max_size` modules: the big-M of gated limits); returns its cost as terms, per
+    day (the caller scales them to a year and puts them in a row or an objective)."""
+    modules = [m for m, _ in units]
+    buses = [bus for _, bus in units]
+    terms = []
+    for data in windows:
+        ud = unit_data(modules, buses, problem.cfg.period_s, data.periods)
+        sizes = sizes_of(ud, units, size, max_size)
+        _, cost = assemble(
+            b, problem.net, ud, sizes, data, idle_state(ud, data), problem.weights, options
+        )
+        terms += cost
+    return terms
 
 
-def sizes_of(ud, first: FirstStage) -> Sizes:
+def sizes_of(
+    ud, units: tuple[tuple[Module, int], ...], size: np.ndarray, max_size: np.ndarray
+) -> Sizes:
     """Each block's units (in unit_data's order: storage, generators, DR) sized by columns."""
-    kinds = [m.type for m, _ in first.units]
+    kinds = [m.type for m, _ in units]
     groups = (
         [i for i, k in enumerate(kinds) if k in STORAGE],
         [i for i, k in enumerate(kinds) if k is UnitType.FAST_GEN],
         [i for i, k in enumerate(kinds) if k is UnitType.DR],
     )
-    caps = [Capacity(first.max_size[g], first.size[g]) for g in groups]
+    caps = [Capacity(max_size[g], size[g]) for g in groups]
     return Sizes(*caps)
-
-
-def _sum_row(b, col: np.ndarray, terms) -> None:
-    """col - sum(terms) = 0, one row whose terms come from blocks of any shape."""
-    flat_cols = [np.asarray(c).ravel() for _, c in terms]
-    flat_coef = [np.broadcast_to(k, np.shape(c)).ravel() for k, c in terms]
-    cols = np.concatenate([col, *flat_cols])
-    coef = np.concatenate([np.ones(1), *flat_coef])
-    keep = coef != 0
-    b.add_sum_rows(cols[keep][None, :], coef[keep][None, :], lo=0.0, hi=0.0)
-
-
-def build(problem: PlanningProblem, fixed: Sequence[Purchase] | None = None):
-    """The extensive form: first stage, every scenario's recourse, the risk rows."""
-    b = ArrayBuilder()
-    first = define_first_stage(b, problem, fixed)
-    h = define_second_stage(b, problem, first, problem.windows, problem.cfg.days_per_year)
-    risk, risk_cost = define_risk(b, h, problem.probability, problem.spec, problem.distance)
-    b.add_cost([*first.invest, *risk_cost])
-    return b.build(), first, h
-
-
-def plan(
-    problem: PlanningProblem,
-    *,
-    fixed: Sequence[Purchase] | None = None,
-    progress: Progress | None = None,
-) -> PlanResult:
-    """Solve the planning problem (or, with `fixed`, evaluate that allocation in it).
-
-    With relaxed recourse (the default) by Benders decomposition, else as the extensive form.
-    """
-    if uses_benders(problem.cfg):
-        from simgrid.optimization.benders import solve_benders
-
-        return solve_benders(problem, fixed=fixed, progress=progress)
-    return solve_extensive(problem, fixed=fixed, progress=progress)
-
-
-def uses_benders(cfg: PlanningConfig) -> bool:
-    return cfg.method == "benders" or (cfg.method == "auto" and not cfg.integer_recourse)
-
-
-def solve_extensive(
-    problem: PlanningProblem,
-    *,
-    fixed: Sequence[Purchase] | None = None,
-    progress: Progress | None = None,
-) -> PlanResult:
-    """The extensive form: every scenario's recourse in one MILP."""
-    milp, first, h = build(problem, fixed)
-    res = solve(
-        milp,
-        time_limit_s=problem.cfg.time_limit_s,
-        mip_gap=problem.cfg.mip_gap,
-        progress=progress,
-        **_mip_options(),
-    )
-    check_solved(problem, res)
-    x = res.x
-    return result(problem, first, np.round(x[first.buy]).astype(int), x[h], res)
 
 
 def check_solved(problem: PlanningProblem, res: SolveResult) -> None:
@@ -281,9 +245,11 @@ def check_solved(problem: PlanningProblem, res: SolveResult) -> None:
         )
 
 
-def _mip_options() -> dict:
-    """Stage-I is one large solve: HiGHS' own heuristics help it find incumbents early."""
-    return {"mip_heuristic_effort": 0.05, "mip_heuristic_run_rins": True}
+def objective_at(problem: PlanningProblem, first: FirstStage, counts, recourse) -> float:
+    """An allocation's objective: investment at purchase `counts` + the worst-case risk of the
+    scenarios' annual `recourse` (an upper bound of the optimum for any feasible counts)."""
+    wc = worst_case(np.asarray(recourse), problem.probability, problem.spec, problem.distance)
+    return float(first.invest[0][0] @ counts) + wc.value
 
 
 def result(
