@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from simgrid.config import load_config  # noqa: E402
-from simgrid.runner import build_policy, prepare, run  # noqa: E402
+from simgrid.inputs import prepare  # noqa: E402
+from simgrid.runner import build_policy, run  # noqa: E402
 
 
 def closed_loop_cost(ds, cfg) -> float:

@@ -48,8 +48,10 @@ def _one(days: float, calm: bool, dispatch: bool) -> dict:
 
     from simgrid.cli import main
     from simgrid.config import load_config
-    from simgrid.runner import build_policy, prepare, with_scenario
+    from simgrid.inputs import prepare
+    from simgrid.runner import build_policy
     from simgrid.runner.blocks import run_to_file
+    from simgrid.scenarios.scenarioset import with_scenario
     from simgrid.types import DoNothing
 
     source = REPO / ("configs/ieee33.toml" if calm else "scenarios/ieee33_ai.toml")

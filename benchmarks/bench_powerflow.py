@@ -31,10 +31,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from simgrid.config import NetworkConfig, load_config  # noqa: E402
+from simgrid.inputs import prepare  # noqa: E402
 from simgrid.network import build_network  # noqa: E402
 from simgrid.powerflow import PowerFlowEngine, per_bus_load_net  # noqa: E402
 from simgrid.profiles import diurnal  # noqa: E402
-from simgrid.runner import prepare, run  # noqa: E402
+from simgrid.runner import run  # noqa: E402
 from simgrid.types import DoNothing  # noqa: E402
 
 

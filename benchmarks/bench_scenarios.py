@@ -11,7 +11,8 @@ the size the whole (scenario, time, campus) array would have in memory.
 `--scaling`: for each N, in a fresh process, what `simgrid scenarios SPEC --n N` does without
 reduction (generate, `with_distance`, write the events-only set): wall time, peak memory and
 the file's size, side by side so linearity in N shows; then, in another fresh process per N,
-reading the set back with `simgrid.runner.read_set` (what each stress-test worker does).
+reading the set back with `simgrid.scenarios.scenarioset.read_set` (what each stress-test
+worker does).
 Memory is the peak resident set size (getrusage ru_maxrss, whole process: Python heap, numpy,
 HDF5) above the process's size just before the measured step -- the high-water mark is reset
 there through /proc/self/clear_refs (Linux); the read also reports the tracemalloc peak of the
@@ -92,7 +93,7 @@ def _generate_worker(n: int, out: Path, heap: bool) -> dict:
 
 
 def _read_worker(path: Path, warm: Path) -> dict:
-    from simgrid.runner import read_set
+    from simgrid.scenarios.scenarioset import read_set
 
     read_set(warm, "bench")  # imports and HDF5 set up, as in a worker that has started
     gc.collect()
@@ -163,7 +164,8 @@ def scaling(sizes: list[int], heap: bool) -> None:
             + f" {g['bytes'] / 2**20:>8.2f} {g['bytes'] / n:>7.0f} {g['bytes'] / g['events']:>7.1f}"
         )
     print(
-        "reading the set back: simgrid.runner.read_set(path, 'bench') (drops ai_load_mw, distance)"
+        "reading the set back: simgrid.scenarios.scenarioset.read_set(path, 'bench') (drops "
+        "ai_load_mw, distance)"
     )
     print(
         f"{'N':>8} {'read s':>7} {'peak RSS MB':>11} {'heap peak MB':>12} {'kept MB':>8} "

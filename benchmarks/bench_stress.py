@@ -33,7 +33,8 @@ sys.path.insert(0, str(REPO))
 
 from simgrid.config import load_config  # noqa: E402
 from simgrid.cosim.simulation import simulate  # noqa: E402
-from simgrid.runner import build_policy, prepare, run_dataset  # noqa: E402
+from simgrid.inputs import prepare  # noqa: E402
+from simgrid.runner import build_policy, run_dataset  # noqa: E402
 from simgrid.runner.episode import closed_loop_cost  # noqa: E402
 from simgrid.types import DoNothing  # noqa: E402
 

@@ -146,6 +146,55 @@ class Trapezoid:
     area_mwh: float
 
 
+@dataclass(frozen=True)
+class TrapezoidPhases:
+    """The instants (h) of a window's trapezoid: onset, first at depth, recovery start (the end
+    of the degraded phase; the window's end if still at depth), recovery done (NaN: not within
+    the window), with the depth and the deficit left when done (MW)."""
+
+    onset_h: float
+    deep_h: float
+    depth_mw: float
+    recovery_h: float
+    done_h: float
+    left_mw: float
+    end_h: float
+
+    @property
+    def still_deep(self) -> bool:
+        """At depth when the window closes (no recovery started)."""
+        return self.recovery_h == self.end_h
+
+
+def trapezoid_phases(
+    t_s: np.ndarray,
+    deficit_mw: np.ndarray,
+    durations_s: np.ndarray,
+    *,
+    tol_mw: float,
+    recovery_fraction: float,
+) -> TrapezoidPhases | None:
+    """The phases of one window's samples (times, deficits and how long each holds); None: no
+    deficit beyond the tolerance."""
+    d = np.nan_to_num(np.asarray(deficit_mw, dtype=float))
+    depth = float(d.max()) if d.size else 0.0
+    if depth <= tol_mw:
+        return None
+    t_h = np.asarray(t_s, dtype=float) / 3600.0
+    end_h = float(t_h[-1] + durations_s[-1] / 3600.0)
+    i_onset = int(np.flatnonzero(d > tol_mw)[0])
+    at_depth = np.flatnonzero(d >= depth - max(tol_mw, AT_DEPTH_BAND * depth))
+    onset_h, deep_h = float(t_h[i_onset]), float(t_h[at_depth[0]])
+    i_rec = int(at_depth[-1]) + 1
+    if i_rec >= len(d):  # still at depth when the window closes
+        return TrapezoidPhases(onset_h, deep_h, depth, end_h, math.nan, math.nan, end_h)
+    done = np.flatnonzero(d[i_rec:] <= (1.0 - recovery_fraction) * depth)
+    done_h = left = math.nan
+    if done.size:
+        done_h, left = float(t_h[i_rec + int(done[0])]), float(d[i_rec + int(done[0])])
+    return TrapezoidPhases(onset_h, deep_h, depth, float(t_h[i_rec]), done_h, left, end_h)
+
+
 def trapezoid(
     t_s: np.ndarray,
     deficit_mw: np.ndarray,
@@ -157,25 +206,15 @@ def trapezoid(
     """The trapezoid of one window's samples (times, deficits and how long each holds)."""
     d = np.nan_to_num(np.asarray(deficit_mw, dtype=float))
     area = float(np.sum(d * durations_s) / 3600.0)
-    depth = float(d.max()) if d.size else 0.0
-    if depth <= tol_mw:
-        return Trapezoid(0.0, depth, 0.0, 0.0, area)
-    t_h = np.asarray(t_s, dtype=float) / 3600.0
-    i_onset = int(np.flatnonzero(d > tol_mw)[0])
-    at_depth = np.flatnonzero(d >= depth - max(tol_mw, AT_DEPTH_BAND * depth))
-    i_deep, i_last_deep = int(at_depth[0]), int(at_depth[-1])
-    phi = _rate(depth, t_h[i_deep] - t_h[i_onset])
-    if i_last_deep + 1 >= len(d):  # still at depth when the window closes
-        end_h = t_h[-1] + durations_s[-1] / 3600.0
-        return Trapezoid(phi, depth, float(end_h - t_h[i_deep]), math.nan, area)
-    i_rec = i_last_deep + 1
-    degraded_h = float(t_h[i_rec] - t_h[i_deep])
-    done = np.flatnonzero(d[i_rec:] <= (1.0 - recovery_fraction) * depth)
-    if done.size == 0:
-        return Trapezoid(phi, depth, degraded_h, math.nan, area)
-    i_done = i_rec + int(done[0])
-    pi = _rate(depth - d[i_done], t_h[i_done] - t_h[i_rec])
-    return Trapezoid(phi, depth, degraded_h, pi, area)
+    ph = trapezoid_phases(t_s, d, durations_s, tol_mw=tol_mw, recovery_fraction=recovery_fraction)
+    if ph is None:
+        return Trapezoid(0.0, float(d.max()) if d.size else 0.0, 0.0, 0.0, area)
+    phi = _rate(ph.depth_mw, ph.deep_h - ph.onset_h)
+    degraded_h = ph.recovery_h - ph.deep_h
+    pi = math.nan
+    if not ph.still_deep and not math.isnan(ph.done_h):
+        pi = _rate(ph.depth_mw - ph.left_mw, ph.done_h - ph.recovery_h)
+    return Trapezoid(phi, ph.depth_mw, degraded_h, pi, area)
 
 
 def _rate(delta_mw: float, dt_h: float) -> float:

@@ -164,6 +164,18 @@ def small_chunk_cache() -> Iterator[None]:
             netCDF4.set_chunk_cache(*default)
 
 
+Row = tuple[object, str, str]  # values, units, long_name
+
+
+def variables(dims: str | tuple[str, ...], rows: Mapping[str, Row]) -> dict[str, xr.Variable]:
+    """Variables from a table `name: (values, units, long_name)` along `dims`: every variable
+    simgrid writes carries its units and a long name, and every writer states them this way."""
+    return {
+        name: xr.Variable(dims, values, {"units": units, "long_name": long_name})
+        for name, (values, units, long_name) in rows.items()
+    }
+
+
 def write_dataset(ds: xr.Dataset, path: str | Path) -> Path:
     """Write NetCDF atomically, compressing multi-dimensional variables (zlib level 1) in
     chunks of whole blocks along their first dimension."""

@@ -152,13 +152,27 @@ class GridState:
         return self.demand_p_mw * self.connected()
 
 
+class SolveStatus(enum.IntEnum):
+    """Outcome of a dispatch policy's decision at one step (recorded as `dispatch_status`)."""
+
+    OPTIMAL = 0
+    FEASIBLE = 1  # stopped (time limit) with a feasible solution
+    HELD = 2  # fallback: the last feasible plan was held
+    SHED = 3  # fallback: no plan; emergency shedding of the AI excess
+    IDLE = 4  # no dispatch this step (set-points held from the last call)
+
+    @property
+    def is_ok(self) -> bool:
+        return self in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
+
+
 @dataclass(frozen=True)
 class SetPoints:
     """What a dispatch policy decides, per bus: injections (generation-positive) and shedding.
 
     Shedding is given as the active and reactive load it removes (`shed_mw`, `shed_mvar`), so
     that what a policy plans and what the plant applies are the same P and Q at the same bus.
-    `status` is the policy's outcome code (0 = optimal; see optimization.builder.SolveStatus)
+    `status` is the policy's outcome (`SolveStatus`)
     and `solve_s` the wall time the decision took. `planned_import_mw` and `planned_vm_pu`
     are the policy's own prediction of the import and bus voltages for these set-points (NaN /
     None when it makes none), recorded to judge its network model against the AC result.

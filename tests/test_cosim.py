@@ -8,9 +8,10 @@ import simpy
 
 from simgrid.aiload import campus_load_mw
 from simgrid.config import UpstreamConfig
-from simgrid.cosim import SimulationInputs, simulate
+from simgrid.cosim import simulate
 from simgrid.cosim.loads import CampusLoad, Ramp, Sine
 from simgrid.cosim.simulation import Clock, UpstreamFollower
+from simgrid.inputs import SimulationInputs
 from simgrid.powerflow import PowerFlowEngine
 from simgrid.profiles import diurnal, flat
 from simgrid.types import Campus, GridState, SetPoints

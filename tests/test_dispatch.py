@@ -12,16 +12,16 @@ import pytest
 from simgrid.aiload import campus_loads_mw
 from simgrid.config import DispatchConfig, NetworkConfig, UpstreamConfig
 from simgrid.fcm import Module, Unit, UnitType
+from simgrid.inputs import prepare
 from simgrid.network import build_network
-from simgrid.optimization.builder import SolveStatus
 from simgrid.optimization.dispatcher import LOSS_TOL, RollingDispatcher
-from simgrid.optimization.losses import lindistflow_vm
 from simgrid.powerflow import PowerFlowEngine
 from simgrid.profiles import campus_profile, flat
-from simgrid.runner import build_policy, prepare
-from simgrid.types import Campus, GridState
+from simgrid.runner import build_policy
+from simgrid.types import Campus, GridState, SolveStatus
 
 from conftest import MINIMAL, REPO, config_from_toml, network
+from reference import lindistflow_vm
 
 MW_TOL = 1e-4  # solver tolerances on set-points
 # LinDistFlow against AC on case33bw (V_min 0.913 pu at base; 0.73 pu under the shock below)

@@ -15,9 +15,10 @@ import xarray as xr
 from simgrid.cli import main
 from simgrid.config import load_config
 from simgrid.fcm import load_catalogue
+from simgrid.inputs import prepare
 from simgrid.ncio import write_dataset
 from simgrid.optimization.dispatcher import LOSS_TOL
-from simgrid.runner import prepare, run
+from simgrid.runner import run
 from simgrid.types import DoNothing
 
 from conftest import REPO

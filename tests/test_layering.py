@@ -28,6 +28,7 @@ RANK = {
     "report": 6,
     "stats": 1,
     "provenance": 2,
+    "inputs": 4,
     "allocate": 7,
     "evaluate": 8,
     "cli": 9,
@@ -54,6 +55,12 @@ def _imports(path: Path) -> set[str]:
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
+            # a name that is a module of simgrid (`from simgrid.optimization import lpfirst`)
+            names.update(
+                f"{node.module}.{a.name}"
+                for a in node.names
+                if (PKG.parent / node.module.replace(".", "/") / f"{a.name}.py").is_file()
+            )
     return names
 
 
@@ -74,3 +81,38 @@ def test_imports_flow_down_and_heavy_libraries_stay_in_their_layer():
             elif parts[0] in ONLY_IN and me not in ONLY_IN[parts[0]]:
                 bad.append(f"{path.relative_to(PKG)} imports {parts[0]}")
     assert bad == []
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def test_no_module_imports_another_that_imports_it_back():
+    """No import cycle between simgrid's modules, not even through imports inside functions or
+    under TYPE_CHECKING: each module has one job and the data flows one way."""
+    modules = {_module_name(p): p for p in PKG.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        deps = set()
+        for imported in _imports(path):
+            while imported and imported not in modules:
+                imported = imported.rpartition(".")[0]
+            package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+            if imported and imported != name and imported != package:
+                deps.add(imported)
+        graph[name] = deps
+    cycles = []
+
+    def visit(node: str, stack: list[str], seen: set[str]) -> None:
+        for dep in graph[node]:
+            if dep in stack:
+                cycles.append(" -> ".join([*stack[stack.index(dep) :], dep]))
+            elif dep not in seen:
+                seen.add(dep)
+                visit(dep, [*stack, dep], seen)
+
+    for start in graph:
+        visit(start, [start], {start})
+    assert sorted(set(cycles)) == [], sorted(set(cycles))

@@ -248,7 +248,8 @@ def test_a_checkpoint_restores_the_loop_it_was_taken_from():
     stored: the killed-run test checks the whole dataset.)"""
     from simgrid.config import load_config
     from simgrid.cosim.simulation import Checkpoint, Loop
-    from simgrid.runner import PerfectForecast, build_policy, prepare
+    from simgrid.inputs import prepare
+    from simgrid.runner import PerfectForecast, build_policy
     from simgrid.runner.blocks import _state_dataset
     from simgrid.types import Snapshot
 

@@ -19,7 +19,7 @@ from simgrid.config import AllocationEntry
 from simgrid.errors import ConfigError
 from simgrid.fcm import MAX_MODULES_PER_UNIT, allocation_dataset, read_allocation
 from simgrid.ncio import SCHEMAS, DatasetKind, read_dataset, write_dataset
-from simgrid.runner import SET_VARIABLES, read_set
+from simgrid.scenarios.scenarioset import SET_VARIABLES, read_set
 
 from conftest import MINIMAL
 

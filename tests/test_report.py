@@ -13,9 +13,15 @@ import xarray as xr
 
 from simgrid import stats
 from simgrid.errors import ConfigError
-from simgrid.metrics import event_windows, step_durations_s, trapezoid, with_metrics
+from simgrid.metrics import (
+    event_windows,
+    step_durations_s,
+    trapezoid,
+    trapezoid_phases,
+    with_metrics,
+)
 from simgrid.ncio import write_dataset
-from simgrid.report import feeder_layout, fmt, make_report, timeseries_panels, trapezoid_phases
+from simgrid.report import feeder_layout, fmt, make_report, timeseries_panels
 
 from conftest import MINIMAL, REPO, config_from_toml
 
@@ -387,13 +393,13 @@ def test_trapezoid_phases_reproduce_the_metrics():
         d = ds["unserved_mw"].to_numpy()[w]
         ph = trapezoid_phases(t[w], d, dw, tol_mw=1e-3, recovery_fraction=0.9)
         trap = trapezoid(t[w], d, dw, tol_mw=1e-3, recovery_fraction=0.9)
-        assert ph["depth_mw"] == pytest.approx(float(ds["event_served_depth_mw"][e]))
-        assert ph["recovery_h"] - ph["deep_h"] == pytest.approx(trap.degraded_duration_h)
-        dt_down = ph["deep_h"] - ph["onset_h"]
-        phi = math.inf if dt_down == 0 else ph["depth_mw"] / dt_down
+        assert ph.depth_mw == pytest.approx(float(ds["event_served_depth_mw"][e]))
+        assert ph.recovery_h - ph.deep_h == pytest.approx(trap.degraded_duration_h)
+        dt_down = ph.deep_h - ph.onset_h
+        phi = math.inf if dt_down == 0 else ph.depth_mw / dt_down
         assert phi == pytest.approx(float(ds["event_served_degradation_rate_mw_per_h"][e]))
-        dt_up = ph["done_h"] - ph["recovery_h"]
-        pi = math.inf if dt_up == 0 else (ph["depth_mw"] - ph["left_mw"]) / dt_up
+        dt_up = ph.done_h - ph.recovery_h
+        pi = math.inf if dt_up == 0 else (ph.depth_mw - ph.left_mw) / dt_up
         assert pi == pytest.approx(float(ds["event_served_recovery_rate_mw_per_h"][e]))
     # the ramp degrades over 5 minutes to 0.6 MW and recovers over 5
     assert float(ds["event_served_degradation_rate_mw_per_h"][0]) == pytest.approx(0.6 / (4 / 60))

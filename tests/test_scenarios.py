@@ -16,7 +16,7 @@ from simgrid.aiload import campus_load_mw
 from simgrid.cli import main
 from simgrid.profiles import campus_profile
 from simgrid.scenarios.dists import Dist, Family
-from simgrid.scenarios.reduce import reduce_set, weighted_quantile, with_distance
+from simgrid.scenarios.reduce import reduce_set, with_distance
 from simgrid.scenarios.sample import sample_scenario, scenario_rng
 from simgrid.scenarios.scenarioset import (
     EventTable,
@@ -26,6 +26,7 @@ from simgrid.scenarios.scenarioset import (
     write_set,
 )
 from simgrid.scenarios.spec import load_spec, parse_spec
+from simgrid.stats import quantile
 
 from conftest import MINIMAL, REPO
 
@@ -212,9 +213,7 @@ def test_reduction_keeps_probability_mean_and_tail():
         tol = 0.25 if name == "islanded_energy_mwh" else 0.05  # outages: 1 % of scenarios
         assert mean_red[k] == pytest.approx(mean_full[k], rel=tol), name
     k = names.index("max_ramp_up_mw_per_min")
-    assert weighted_quantile(kept[:, k], p, 0.95) == pytest.approx(
-        np.quantile(full[:, k], 0.95), rel=0.05
-    )
+    assert quantile(kept[:, k], p, 0.95) == pytest.approx(np.quantile(full[:, k], 0.95), rel=0.05)
     # medoids are real scenarios: their features are the full set's rows
     np.testing.assert_array_equal(kept, full[red["source_index"].to_numpy()])
 

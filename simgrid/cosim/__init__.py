@@ -1,5 +1,5 @@
 """Co-simulation layer: simpy clock, event processes, closed loop (the only simpy user)."""
 
-from simgrid.cosim.simulation import SimulationInputs, simulate
+from simgrid.cosim.simulation import simulate
 
-__all__ = ["SimulationInputs", "simulate"]
+__all__ = ["simulate"]

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import xarray as xr
 
-if TYPE_CHECKING:
-    from simgrid.cosim.simulation import SimulationInputs, Step
-
-IDLE_STATUS = 4  # no dispatch at this step: the real-time layer acted (SolveStatus.IDLE)
+from simgrid.cosim.step import Step
+from simgrid.inputs import SimulationInputs
+from simgrid.ncio import variables
+from simgrid.types import SolveStatus
 
 # name -> (dims beyond time, units, long_name)
 _SERIES: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -116,7 +114,7 @@ class Recorder:
         d["line_loading_percent"][k] = pf.line_loading_percent
         d["line_in_service"][k] = s.line_in_service
         d["energised"][k] = s.energised
-        d["dispatch_status"][k] = sp.status if s.dispatched else IDLE_STATUS
+        d["dispatch_status"][k] = sp.status if s.dispatched else SolveStatus.IDLE
         d["dispatch_solve_s"][k] = sp.solve_s if s.dispatched else 0.0
         if s.units is not None:
             self.units["fcm_p_mw"][k] = s.units.p_mw
@@ -134,18 +132,11 @@ class Recorder:
         n = self.n
         data_vars = {}
         for name, (dims, units, long_name) in _SERIES.items():
-            data_vars[name] = xr.Variable(
-                ("time", *dims),
-                self.data[name][:n].copy(),
-                {"units": units, "long_name": long_name},
-            )
-        for name, (units, long_name) in _UNIT_SERIES.items():
-            if self.unit_names:
-                data_vars[name] = xr.Variable(
-                    ("time", "unit"),
-                    self.units[name][:n].copy(),
-                    {"units": units, "long_name": long_name},
-                )
+            row = (self.data[name][:n].copy(), units, long_name)
+            data_vars.update(variables(("time", *dims), {name: row}))
+        if self.unit_names:
+            rows = {k: (self.units[k][:n].copy(), *about) for k, about in _UNIT_SERIES.items()}
+            data_vars.update(variables(("time", "unit"), rows))
         events = cfg.events
         ev = {
             "event_kind": (np.array([e.kind.value for e in events], dtype=str), "1", "event kind"),
@@ -176,10 +167,7 @@ class Recorder:
                 "fraction of campus load lost in a trip",
             ),
         }
-        for name, (values, units, long_name) in ev.items():
-            data_vars[name] = xr.Variable(
-                ("event",), values, {"units": units, "long_name": long_name}
-            )
+        data_vars.update(variables("event", ev))
         statics = {
             "bus_vn_kv": (("bus",), nw.vn_kv, "kV", "bus nominal voltage"),
             "bus_load_mw": (("bus",), nw.base_load_p_mw, "MW", "nominal conventional load"),
@@ -199,8 +187,8 @@ class Recorder:
                 "AI campus nameplate",
             ),
         }
-        for name, (dims, values, units, long_name) in statics.items():
-            data_vars[name] = xr.Variable(dims, values, {"units": units, "long_name": long_name})
+        for name, (dims, *row) in statics.items():
+            data_vars.update(variables(dims, {name: row}))
         coords = {
             "time": (
                 "time",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import simpy
@@ -18,35 +18,25 @@ import xarray as xr
 
 from simgrid.config import RunConfig, UpstreamConfig
 from simgrid.cosim.loads import CampusLoad, Ramp, Sine
-from simgrid.cosim.protection import Protected, Protection
+from simgrid.cosim.protection import Protection
 from simgrid.cosim.record import Recorder
+from simgrid.cosim.step import Step
 from simgrid.errors import ConfigError
-from simgrid.network import Network, check_placement
+from simgrid.inputs import SimulationInputs
+from simgrid.network import check_placement
 from simgrid.powerflow import PowerFlowEngine
-from simgrid.profiles import LoadProfile, campus_profile
+from simgrid.profiles import campus_profile
 from simgrid.types import (
     DispatchPolicy,
     DoNothing,
     Event,
     EventKind,
     GridState,
-    SetPoints,
     Snapshot,
-    UnitReport,
 )
 
 # simpy processes same-time events by (priority, insertion); URGENT=0, NORMAL=1.
 _LATE = 2
-
-
-@dataclass(frozen=True, eq=False)
-class SimulationInputs:
-    """Everything the loop needs, already validated and built."""
-
-    config: RunConfig
-    network: Network
-    profile: LoadProfile
-    campus_profiles: tuple[LoadProfile, ...] = ()  # one per campus (read from the config if empty)
 
 
 def max_steps(cfg: RunConfig) -> int:
@@ -186,36 +176,6 @@ def _ticker(env: simpy.Environment, clock: Clock, cfg: RunConfig, t_from: float 
             continue
         yield env.timeout(k * cfg.dt_s - env.now)
         clock.request_step(event=False)
-
-
-@dataclass(eq=False)
-class Step:
-    """What one step knows, filled phase by phase (inject, schedule, dispatch or follow,
-    protection and power flow, settle) and then recorded."""
-
-    t_s: float
-    is_event: bool
-    ai_p_mw: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    demand_p_mw: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    demand_q_mvar: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    schedule_mw: float = 0.0
-    line_in_service: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
-    energised: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
-    setpoints: SetPoints | None = None
-    dispatched: bool = False
-    protected: Protected | None = None
-    import_mw: float = 0.0
-    imbalance_mw: float = 0.0
-    islanded_mw: float = 0.0
-    shed_mw: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    collapse_mw: float = 0.0
-    units: UnitReport | None = None
-
-    @property
-    def unserved_mw(self) -> float:
-        """Islanded + shed by the dispatcher + shed by protection + lost to collapse."""
-        uvls = float(self.protected.uvls_p_mw.sum()) if self.protected is not None else 0.0
-        return self.islanded_mw + float(self.shed_mw.sum()) + uvls + self.collapse_mw
 
 
 class Loop:

@@ -13,7 +13,6 @@ where they go (the objective, or a scenario's recourse row).
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,20 +22,6 @@ from scipy.sparse import csc_matrix
 
 Term = tuple[np.ndarray | float, np.ndarray]
 INF = np.inf
-
-
-class SolveStatus(enum.IntEnum):
-    """Outcome of one dispatch solve (recorded per step as `dispatch_status`)."""
-
-    OPTIMAL = 0
-    FEASIBLE = 1  # stopped (time limit) with a feasible solution
-    HELD = 2  # fallback: the last feasible plan was held
-    SHED = 3  # fallback: no plan; emergency shedding of the AI excess
-    IDLE = 4  # no dispatch this step (set-points held from the last call)
-
-    @property
-    def is_ok(self) -> bool:
-        return self in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
 
 
 def _flat(value, shape: tuple[int, ...], dtype=float) -> np.ndarray:

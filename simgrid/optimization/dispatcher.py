@@ -33,10 +33,11 @@ from simgrid.aiload import campus_loads_mw
 from simgrid.config import DispatchConfig, UpstreamConfig
 from simgrid.errors import ConfigError
 from simgrid.fcm import STORAGE, Unit, UnitType
+from simgrid.ncio import variables
 from simgrid.network import Network
 from simgrid.optimization import lpfirst, realtime
 from simgrid.optimization.blocks import InitialState, ModelOptions, ScenarioData, Weights
-from simgrid.optimization.builder import ArrayBuilder, PyomoBuilder, SolveStatus
+from simgrid.optimization.builder import ArrayBuilder, PyomoBuilder
 from simgrid.optimization.dispatch_model import (
     Handles,
     Sizes,
@@ -60,7 +61,7 @@ from simgrid.optimization.solve import (
 from simgrid.optimization.state import Applied, Plan, UnitState
 from simgrid.powerflow import PowerFlowEngine
 from simgrid.profiles import LoadProfile, campus_profile
-from simgrid.types import Campus, GridState, SetPoints, Snapshot, UnitReport
+from simgrid.types import Campus, GridState, SetPoints, Snapshot, SolveStatus, UnitReport
 
 log = logging.getLogger(__name__)
 
@@ -572,10 +573,7 @@ def unit_dataset(units: Sequence[Unit]) -> xr.Dataset:
         "unit_start_cost": (col(lambda u: u.module.start_cost), "$", "cost per start"),
     }
     return xr.Dataset(
-        {
-            k: xr.Variable("unit", v, {"units": un, "long_name": ln})
-            for k, (v, un, ln) in data.items()
-        },
+        variables("unit", data),
         coords={
             "unit": (
                 "unit",

@@ -13,19 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from simgrid.network import Network
-from simgrid.optimization.blocks import ModelOptions, ScenarioData, Weights
-from simgrid.optimization.builder import ArrayBuilder
-from simgrid.optimization.dispatch_model import (
-    Sizes,
-    assemble,
-    idle_state,
-    network_data,
-    unit_data,
-)
-from simgrid.optimization.solve import solve
+from simgrid.optimization.blocks import ScenarioData
 from simgrid.powerflow import PowerFlowEngine, PowerFlowResult
-
-INF_MW = 1e9
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,59 +78,3 @@ def with_losses(data: ScenarioData, losses: Losses, slack: int, mlf: np.ndarray)
     return ScenarioData(
         **{**data.__dict__, "demand_p": dp, "demand_q": dq, "line_v_pu": losses.line_v_pu}
     )
-
-
-def lindistflow_vm(
-    network: Network,
-    demand_p_mw: np.ndarray,
-    demand_q_mvar: np.ndarray,
-    line_in_service: np.ndarray | None = None,
-    *,
-    with_losses_of_ac: bool = False,
-) -> np.ndarray:
-    """|V| (pu) of the dispatch model's network equations for one period, no units, no shed.
-
-    Solves the same LinDistFlow rows the MILP uses (an LP whose only freedom is the violation
-    slacks), for validating the linearisation against the AC power flow. With
-    `with_losses_of_ac`, the AC losses at this point enter as demand at each line's receiving
-    end, as the dispatcher does.
-    """
-    status = network.line_in_service if line_in_service is None else line_in_service
-    live = network.energised(status)
-    p, q = demand_p_mw * live, demand_q_mvar * live
-    if with_losses_of_ac:
-        engine = PowerFlowEngine(network)
-        engine.set_line_status(status)
-        res = engine.solve(p, q)
-        losses = at_receiving_ends(network, res, live, np.zeros(network.n_bus))
-        p, q = p + losses.p_mw, q + losses.q_mvar
-    data = ScenarioData(
-        dt_h=1.0,
-        demand_p=p[None],
-        demand_q=q[None],
-        conv_p=np.zeros((1, network.n_bus)),
-        ai_p=np.zeros((1, 0)),
-        energised=live[None],
-        line_active=(status & live[network.line_from] & live[network.line_to])[None],
-        schedule=np.zeros(1),
-        band=INF_MW,
-        ramp=INF_MW,
-        v2_min=0.0,
-        v2_max=4.0,
-    )
-    units = unit_data((), (), 300.0, 1)
-    b = ArrayBuilder()
-    hd, cost = assemble(
-        b,
-        network_data(network, 1e6),
-        units,
-        Sizes.fixed(units),
-        data,
-        idle_state(units, data),
-        Weights(1e4, 0.0, 0.0, 0.0),
-        ModelOptions(),
-    )
-    b.add_cost(cost)
-    res = solve(b.build(), time_limit_s=60.0, mip_gap=0.0)
-    v2 = res.x[hd.network.v2[0]]
-    return np.where(live, np.sqrt(np.maximum(v2, 0.0)), np.nan)

@@ -15,8 +15,8 @@ support, min-max swap and LP duality keep the planning problem one MILP):
 `worst_case` solves the inner maximisation directly, as a primal LP over distributions (a
 transport plan for Wasserstein, the ball for total variation; CVaR as max{sum w h : 0 <= w <=
 P / (1 - alpha), sum w = 1}): at a fixed first stage it returns the worst-case value -- equal to
-the dual's -- and the worst-case distribution. `tv_worst_expectation` is Jiang & Guan's closed
-form sup E_P[g] = gamma max g + (1 - gamma) CVaR_gamma,p(g), an independent check.
+the dual's -- and the worst-case distribution. Jiang & Guan's closed form sup E_P[g] = gamma max
+g + (1 - gamma) CVaR_gamma,p(g) is the tests' independent check (tests/reference.py).
 """
 
 from __future__ import annotations
@@ -140,17 +140,3 @@ def cvar(h: np.ndarray, p: np.ndarray, alpha: float) -> tuple[float, float]:
 def nominal_risk(h: np.ndarray, p: np.ndarray, spec: RiskSpec) -> float:
     """(1 - beta) E_p[h] + beta CVaR_alpha,p(h)."""
     return (1.0 - spec.beta) * float(p @ h) + spec.beta * cvar(h, p, spec.alpha)[1]
-
-
-def tv_worst_expectation(g: np.ndarray, p: np.ndarray, gamma: float) -> float:
-    """sup of E_P[g] over 1/2 ||P - p||_1 <= gamma: gamma max g + (1 - gamma) CVaR_gamma,p(g)
-    (Jiang & Guan 2018): mass gamma moves from the lowest outcomes to the highest."""
-    order = np.argsort(-g)
-    left, tail = 1.0 - gamma, 0.0
-    for s in order:
-        take = min(p[s], left)
-        if take <= 0:
-            break
-        tail += take * g[s]
-        left -= take
-    return gamma * float(g.max()) + tail

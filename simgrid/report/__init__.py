@@ -18,7 +18,6 @@ from simgrid.report.run import (
     feeder_layout,
     run_report,
     timeseries_panels,
-    trapezoid_phases,
 )
 from simgrid.report.scenarios import plot_scenarios
 from simgrid.report.stress import stress_report
@@ -28,7 +27,6 @@ __all__ = [
     "plot_scenarios",
     "feeder_layout",
     "timeseries_panels",
-    "trapezoid_phases",
     "fmt",
 ]
 

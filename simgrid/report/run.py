@@ -10,7 +10,12 @@ import numpy as np
 import xarray as xr
 
 from simgrid.errors import ConfigError
-from simgrid.metrics import AT_DEPTH_BAND, event_windows, step_durations_s
+from simgrid.metrics import (
+    TrapezoidPhases,
+    event_windows,
+    step_durations_s,
+    trapezoid_phases,
+)
 from simgrid.ncio import DatasetKind, read_dataset
 from simgrid.report.common import (
     EVENT_COLOURS,
@@ -626,45 +631,6 @@ def _trapezoid_event(ds: xr.Dataset, event: int | None, source: str) -> int | No
     return int(np.argmax(score))
 
 
-def trapezoid_phases(
-    t_s: np.ndarray,
-    deficit_mw: np.ndarray,
-    durations_s: np.ndarray,
-    *,
-    tol_mw: float,
-    recovery_fraction: float,
-) -> dict[str, float] | None:
-    """The instants (h) of `simgrid.metrics.trapezoid`'s phases in one window: onset, first at
-    depth, recovery start (end of the degraded phase), recovery done (NaN: not within the
-    window), with the depth and the deficit left at the end (MW). None: no deficit."""
-    d = np.nan_to_num(np.asarray(deficit_mw, dtype=float))
-    depth = float(d.max()) if d.size else 0.0
-    if depth <= tol_mw:
-        return None
-    t_h = np.asarray(t_s, dtype=float) / 3600.0
-    end_h = float(t_h[-1] + durations_s[-1] / 3600.0)
-    i_onset = int(np.flatnonzero(d > tol_mw)[0])
-    at_depth = np.flatnonzero(d >= depth - max(tol_mw, AT_DEPTH_BAND * depth))
-    out = {
-        "onset_h": float(t_h[i_onset]),
-        "deep_h": float(t_h[at_depth[0]]),
-        "depth_mw": depth,
-        "recovery_h": end_h,
-        "done_h": math.nan,
-        "left_mw": math.nan,
-        "end_h": end_h,
-    }
-    i_rec = int(at_depth[-1]) + 1
-    if i_rec >= len(d):
-        return out
-    out["recovery_h"] = float(t_h[i_rec])
-    done = np.flatnonzero(d[i_rec:] <= (1.0 - recovery_fraction) * depth)
-    if done.size:
-        out["done_h"] = float(t_h[i_rec + int(done[0])])
-        out["left_mw"] = float(d[i_rec + int(done[0])])
-    return out
-
-
 def plot_trapezoid(ds: xr.Dataset, event: int, png: Path) -> Path:
     """The resilience trapezoid of one event on the served-load curve (deficit = unserved
     load), in the event's window as `simgrid.metrics.event_metrics` defines it."""
@@ -772,30 +738,30 @@ def plot_trapezoid(ds: xr.Dataset, event: int, png: Path) -> Path:
     return _save(fig, png)
 
 
-def _draw_phases(ax, ph: dict[str, float], metrics: dict[str, float]) -> None:
+def _draw_phases(ax, ph: TrapezoidPhases, metrics: dict[str, float]) -> None:
     """The idealised trapezoid (dashed) through the phase instants, and the phases as bands
     above the curve: degradation, degraded, recovery (a zero-width band: a step)."""
-    depth = ph["depth_mw"]
-    xs = [ph["onset_h"], ph["deep_h"], ph["recovery_h"]]
+    depth = ph.depth_mw
+    xs = [ph.onset_h, ph.deep_h, ph.recovery_h]
     ys = [0.0, -depth, -depth]
-    if np.isfinite(ph["done_h"]):
-        xs.append(ph["done_h"])
-        ys.append(-ph["left_mw"])
+    if np.isfinite(ph.done_h):
+        xs.append(ph.done_h)
+        ys.append(-ph.left_mw)
     ax.plot(
         xs, ys, color="tab:blue", ls="--", lw=1.6, marker="o", ms=4, label="idealised trapezoid"
     )
     spans = [
-        ("degradation", ph["onset_h"], ph["deep_h"], "tab:orange", "Phi", "degradation_rate"),
-        ("degraded", ph["deep_h"], ph["recovery_h"], "tab:purple", "E", "degraded_duration"),
-        ("recovery", ph["recovery_h"], ph["done_h"], "tab:green", "Pi", "recovery_rate"),
+        ("degradation", ph.onset_h, ph.deep_h, "tab:orange", "Phi", "degradation_rate"),
+        ("degraded", ph.deep_h, ph.recovery_h, "tab:purple", "E", "degraded_duration"),
+        ("recovery", ph.recovery_h, ph.done_h, "tab:green", "Pi", "recovery_rate"),
     ]
     band = (0.1 * depth, 0.3 * depth)
     for name, a, b, colour, symbol, key in spans:
         value = metrics.get(key, math.nan)
         units = "h" if key == "degraded_duration" else "MW/h"
         label = f"{name}: {symbol} = {fmt(value)} {units}"
-        if name == "recovery" and np.isfinite(a) and not np.isfinite(b) and a < ph["end_h"]:
-            b = ph["end_h"]  # recovering, not recovered, when the window closes
+        if name == "recovery" and np.isfinite(a) and not np.isfinite(b) and a < ph.end_h:
+            b = ph.end_h  # recovering, not recovered, when the window closes
             label += " (not done in the window)"
         if not (np.isfinite(a) and np.isfinite(b)):
             continue
@@ -805,13 +771,13 @@ def _draw_phases(ax, ph: dict[str, float], metrics: dict[str, float]) -> None:
             ax.plot([a, a], band, color=colour, lw=3, label=f"{label} (step)")
     ax.annotate(
         "",
-        xy=(ph["deep_h"], -depth),
-        xytext=(ph["deep_h"], 0),
+        xy=(ph.deep_h, -depth),
+        xytext=(ph.deep_h, 0),
         arrowprops={"arrowstyle": "<->", "color": "tab:blue", "lw": 1},
     )
     ax.annotate(
         f"depth Lambda\n{fmt(depth)} MW",
-        (ph["deep_h"], -depth / 2),
+        (ph.deep_h, -depth / 2),
         xytext=(4, 0),
         textcoords="offset points",
         fontsize=7,
@@ -821,7 +787,7 @@ def _draw_phases(ax, ph: dict[str, float], metrics: dict[str, float]) -> None:
     ax.set_ylim(-1.2 * depth, 0.4 * depth)
 
 
-def _trapezoid_text(ds: xr.Dataset, event: int, ph: dict[str, float] | None) -> str:
+def _trapezoid_text(ds: xr.Dataset, event: int, ph: TrapezoidPhases | None) -> str:
     names = {
         "degradation_rate_mw_per_h": ("Phi degradation", "MW/h"),
         "depth_mw": ("Lambda depth", "MW"),
@@ -839,10 +805,10 @@ def _trapezoid_text(ds: xr.Dataset, event: int, ph: dict[str, float] | None) -> 
     else:
         lines += [
             "",
-            f"onset       {ph['onset_h']:7.3f} h",
-            f"at depth    {ph['deep_h']:7.3f} h",
-            f"recovering  {ph['recovery_h']:7.3f} h",
-            f"recovered   {ph['done_h']:7.3f} h",
+            f"onset       {ph.onset_h:7.3f} h",
+            f"at depth    {ph.deep_h:7.3f} h",
+            f"recovering  {ph.recovery_h:7.3f} h",
+            f"recovered   {ph.done_h:7.3f} h",
         ]
     lines += ["", "inf: a step change", "NaN: phase not within", "the window"]
     return "\n".join(lines)

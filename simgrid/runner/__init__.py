@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import xarray as xr
 
-from simgrid.config import RunConfig, ScenarioRef
-from simgrid.cosim import SimulationInputs, simulate
-from simgrid.errors import ConfigError
+from simgrid.config import RunConfig
+from simgrid.cosim import simulate
+from simgrid.inputs import SimulationInputs, prepare
 from simgrid.metrics import with_metrics
-from simgrid.ncio import DatasetKind, package_versions, read_dataset
-from simgrid.network import Network, build_network, check_placement
-from simgrid.powerflow import PowerFlowEngine
-from simgrid.profiles import campus_profile, load_profile
+from simgrid.ncio import package_versions
+from simgrid.network import Network
+from simgrid.profiles import campus_profile
 from simgrid.types import DispatchPolicy
-
-
-def prepare(cfg: RunConfig) -> SimulationInputs:
-    """Build everything a run needs from its config (validates placements too)."""
-    network = build_network(cfg.network, cfg.source)
-    check_engine_base_case(network, cfg)
-    check_scenario_network(cfg, network)
-    placed_by = cfg.scenario.file if cfg.scenario else cfg.source
-    check_placement(placed_by, cfg.campuses, cfg.events, network)
-    profile = load_profile(cfg.network.load_profile, cfg.network.load_profile_file, cfg.source)
-    campus_profiles = tuple(campus_profile(c, cfg.source) for c in cfg.campuses)
-    return SimulationInputs(cfg, network, profile, campus_profiles)
 
 
 def check_units(cfg: RunConfig, inputs: SimulationInputs) -> tuple:
@@ -209,108 +195,3 @@ def run_dataset(ds: xr.Dataset, cfg: RunConfig, network: Network, policy) -> xr.
         ds = ds.merge(unit_dataset(policy.units))
     ds.attrs.update(run_attrs(cfg, network, type(policy).__name__))
     return with_metrics(ds)
-
-
-SET_VARIABLES = (
-    "event_kind",
-    "event_campus",
-    "event_line",
-    "event_start_s",
-    "n_events",
-    "probability",
-    "source_index",
-    "campus_bus",
-    "campus_p_nom_mw",
-    "campus_profile",
-)
-
-
-def read_set(set_path: str | Path, source: str, drop=("ai_load_mw", "distance")) -> xr.Dataset:
-    """A ScenarioSet file, read through the guarded reader and checked whole."""
-    from simgrid.scenarios.scenarioset import check_set
-
-    ds = read_dataset(
-        set_path,
-        DatasetKind.SCENARIO_SET,
-        source=source,
-        key="--scenarios",
-        required=SET_VARIABLES,
-        drop=drop,
-    )
-    ds.encoding["source"] = str(set_path)
-    check_set(ds, str(set_path), "--scenarios")
-    return ds
-
-
-def with_scenario(cfg: RunConfig, set_path: str | Path, index: int) -> RunConfig:
-    """The config with campuses, events and horizon taken from scenario `index` of a set."""
-    return scenario_of(cfg, read_set(set_path, cfg.source), str(set_path), index)
-
-
-def scenario_of(cfg: RunConfig, ds: xr.Dataset, source: str, index: int) -> RunConfig:
-    """`with_scenario` on a set already read (a stress test reads it once per worker)."""
-    from simgrid.scenarios.scenarioset import scenario_events, set_campuses
-
-    n = ds.sizes["scenario"]
-    if not 0 <= index < n:
-        raise ConfigError(source, "--index", index, f"must be a scenario of the set (0..{n - 1})")
-    horizon_s = float(ds.attrs["horizon_s"])
-    if cfg.dt_s > horizon_s:
-        raise ConfigError(
-            cfg.source, "run.dt_s", cfg.dt_s, f"must be <= the scenario horizon ({horizon_s:g} s)"
-        )
-    return replace(
-        cfg,
-        campuses=set_campuses(ds),
-        events=scenario_events(ds, index),
-        horizon_s=horizon_s,
-        scenario=ScenarioRef(
-            source,
-            index,
-            int(ds["source_index"][index]),
-            int(ds.attrs["seed"]),
-            str(ds.attrs.get("spec_sha256", "")),
-            str(ds.attrs.get("network_name", "")),
-            float(ds.attrs.get("network_scale", math.nan)),
-            int(ds.attrs.get("network_n_bus", -1)),
-        ),
-    )
-
-
-def check_engine_base_case(network: Network, cfg: RunConfig) -> None:
-    """The simulator's own engine must solve the base case too (it works in float32
-    injections: absurd scales that pandapower still solves can fail here)."""
-    res = PowerFlowEngine(network).solve(network.base_load_p_mw, network.base_load_q_mvar)
-    if not res.converged:
-        key = "network.file" if cfg.network.file else "network.case"
-        value = str(cfg.network.file or cfg.network.case)
-        raise ConfigError(
-            cfg.source,
-            key,
-            value,
-            f"the base case power flow of {network.name} has no solution in the simulator "
-            f"({network.base_load_p_mw.sum():.6g} MW, loads x {network.scale:.6g}): check "
-            "network.scale_to_peak_mw and the units of the network's loads",
-        )
-
-
-def check_scenario_network(cfg: RunConfig, network: Network) -> None:
-    """A scenario set runs only on the network (and scale) it was generated on."""
-    ref = cfg.scenario
-    if ref is None:
-        return
-    same = (
-        ref.network_name == network.name
-        and ref.network_n_bus == network.n_bus
-        and math.isclose(ref.network_scale, network.scale, rel_tol=1e-9)
-    )
-    if not same:
-        raise ConfigError(
-            ref.file,
-            "--scenarios",
-            ref.file,
-            f"was generated on {ref.network_name or 'an unrecorded network'} "
-            f"({ref.network_n_bus} buses, loads x {ref.network_scale:.6g}); the config's network "
-            f"is {network.name} ({network.n_bus} buses, loads x {network.scale:.6g}): a set runs "
-            "on the network and scale of its spec",
-        )

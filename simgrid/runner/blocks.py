@@ -24,8 +24,9 @@ from pathlib import Path
 import xarray as xr
 
 from simgrid.config import RunConfig
-from simgrid.cosim.simulation import Blocks, Checkpoint, SimulationInputs, simulate
+from simgrid.cosim.simulation import Blocks, Checkpoint, simulate
 from simgrid.errors import ConfigError, SimgridError
+from simgrid.inputs import SimulationInputs
 from simgrid.ncio import (
     DatasetKind,
     package_versions,

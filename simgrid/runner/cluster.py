@@ -27,7 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from simgrid.errors import ConfigError
-from simgrid.runner.episode import StressSpec, finished, run_episode
+from simgrid.runner.episode import EpisodeRunner, StressSpec, finished
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,15 @@ def worker_state() -> dict:
     if not hasattr(worker, "simgrid_runners"):
         worker.simgrid_runners = {}
     return worker.simgrid_runners
+
+
+def run_episode(index: int, spec: StressSpec) -> tuple[int, int, float]:
+    """The task a worker runs: its cached runner for `spec` runs episode `index`."""
+    cache = worker_state()
+    runner = cache.get(spec)
+    if runner is None:
+        runner = cache[spec] = EpisodeRunner(spec)
+    return runner.run(index)
 
 
 @dataclass(frozen=True)

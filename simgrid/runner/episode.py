@@ -21,9 +21,11 @@ import xarray as xr
 
 from simgrid.config import RunConfig, load_config, with_allocation_file
 from simgrid.errors import SimgridError
+from simgrid.inputs import prepare
 from simgrid.ncio import DatasetKind, package_versions, read_dataset, write_dataset
 from simgrid.provenance import InputKey, file_sha256
-from simgrid.runner import PerfectForecast, build_policy, prepare, read_set, run, scenario_of
+from simgrid.runner import PerfectForecast, build_policy, run
+from simgrid.scenarios.scenarioset import read_set, scenario_of
 
 EPISODE_KIND = "episode"
 OK, FAILED = 0, 1
@@ -202,17 +204,6 @@ def finished(spec: StressSpec) -> set[int]:
         spec.check(ds.attrs, path, "episode")
         done.add(int(ds.attrs["scenario_index"]))
     return done
-
-
-def run_episode(index: int, spec: StressSpec) -> tuple[int, int, float]:
-    """The task a worker runs: its cached runner for `spec` runs episode `index`."""
-    from simgrid.runner.cluster import worker_state
-
-    cache = worker_state()
-    runner = cache.get(spec)
-    if runner is None:
-        runner = cache[spec] = EpisodeRunner(spec)
-    return runner.run(index)
 
 
 def nan_if_missing(ds: xr.Dataset, name: str) -> float:

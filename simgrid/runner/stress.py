@@ -18,7 +18,7 @@ import xarray as xr
 
 from simgrid import stats
 from simgrid.errors import SimgridError
-from simgrid.ncio import DatasetKind, package_versions, read_dataset, write_dataset
+from simgrid.ncio import DatasetKind, package_versions, read_dataset, variables, write_dataset
 from simgrid.runner.episode import FAILED, StressSpec
 
 # The per-episode metrics summarised (name: units); the rest of an episode's scalars are kept
@@ -156,10 +156,7 @@ def _reliability(data, p, ok, days_per_year) -> dict[str, xr.Variable]:
         "saidi_h": ("h/yr", "IEEE 1366 SAIDI: hours of interruption per customer a year"),
         "caidi_h": ("h", "IEEE 1366 CAIDI: hours per interruption"),
     }
-    return {
-        k: xr.Variable((), v, {"units": units[k][0], "long_name": units[k][1]})
-        for k, v in r.items()
-    }
+    return variables((), {k: (v, *units[k]) for k, v in r.items()})
 
 
 def worst_index(ds: xr.Dataset, metric: str = "closed_loop_cost") -> int | None:

@@ -88,10 +88,3 @@ def reduce_set(ds: xr.Dataset, n_keep: int, seed: int) -> xr.Dataset:
     out["feature_scale"] = xr.Variable("feature", scale, _SCALE_ATTRS)
     out.attrs.update(reduction=f"k-means++ medoids: {len(keep)} of {n}", n_full=n)
     return out
-
-
-def weighted_quantile(values: np.ndarray, probability: np.ndarray, q: float) -> float:
-    """The smallest value whose cumulative probability reaches q."""
-    order = np.argsort(values)
-    cum = np.cumsum(probability[order])
-    return float(values[order][np.searchsorted(cum, q * cum[-1])])

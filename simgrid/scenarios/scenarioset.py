@@ -11,17 +11,18 @@ scenario (which grows only slowly with N). Materialised AI load curves
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from simgrid.aiload import campus_loads_mw
-from simgrid.config import not_a_data_file
+from simgrid.config import RunConfig, ScenarioRef, not_a_data_file
 from simgrid.errors import ConfigError
-from simgrid.ncio import atomic_path, package_versions
+from simgrid.ncio import DatasetKind, atomic_path, package_versions, read_dataset, variables
 from simgrid.network import Network, build_network, check_placement
 from simgrid.profiles import LoadProfile, campus_profile
 from simgrid.scenarios.sample import Scenario, sample_scenario
@@ -261,8 +262,9 @@ def to_dataset(
             "utilisation profile (name or CSV path)",
         ),
     }
-    for name, (v, u, ln) in campus_vars.items():
-        data[name] = xr.Variable("campus", v, {"units": u, "long_name": f"campus {ln}"})
+    data.update(
+        variables("campus", {k: (v, u, f"campus {ln}") for k, (v, u, ln) in campus_vars.items()})
+    )
     coords = {
         "scenario": ("scenario", np.arange(n), {"long_name": "scenario number in this set"}),
         "event": ("event", np.arange(width), {"long_name": "event slot within a scenario"}),
@@ -451,3 +453,92 @@ def write_set(
                     progress(i1 - i0)
 
     return atomic_path(path, write)
+
+
+# ---- a run config on a scenario of a set ------------------------------------------------------
+# Every command that takes `--scenarios` (run, validate, stress, evaluate, allocate) reads the set
+# and builds its scenarios' run configs here.
+
+
+SET_VARIABLES = (
+    "event_kind",
+    "event_campus",
+    "event_line",
+    "event_start_s",
+    "n_events",
+    "probability",
+    "source_index",
+    "campus_bus",
+    "campus_p_nom_mw",
+    "campus_profile",
+)
+
+
+def read_set(set_path: str | Path, source: str, drop=("ai_load_mw", "distance")) -> xr.Dataset:
+    """A ScenarioSet file, read through the guarded reader and checked whole."""
+    ds = read_dataset(
+        set_path,
+        DatasetKind.SCENARIO_SET,
+        source=source,
+        key="--scenarios",
+        required=SET_VARIABLES,
+        drop=drop,
+    )
+    ds.encoding["source"] = str(set_path)
+    check_set(ds, str(set_path), "--scenarios")
+    return ds
+
+
+def with_scenario(cfg: RunConfig, set_path: str | Path, index: int) -> RunConfig:
+    """The config with campuses, events and horizon taken from scenario `index` of a set."""
+    return scenario_of(cfg, read_set(set_path, cfg.source), str(set_path), index)
+
+
+def scenario_of(cfg: RunConfig, ds: xr.Dataset, source: str, index: int) -> RunConfig:
+    """`with_scenario` on a set already read (a stress test reads it once per worker)."""
+    n = ds.sizes["scenario"]
+    if not 0 <= index < n:
+        raise ConfigError(source, "--index", index, f"must be a scenario of the set (0..{n - 1})")
+    horizon_s = float(ds.attrs["horizon_s"])
+    if cfg.dt_s > horizon_s:
+        raise ConfigError(
+            cfg.source, "run.dt_s", cfg.dt_s, f"must be <= the scenario horizon ({horizon_s:g} s)"
+        )
+    return replace(
+        cfg,
+        campuses=set_campuses(ds),
+        events=scenario_events(ds, index),
+        horizon_s=horizon_s,
+        scenario=ScenarioRef(
+            source,
+            index,
+            int(ds["source_index"][index]),
+            int(ds.attrs["seed"]),
+            str(ds.attrs.get("spec_sha256", "")),
+            str(ds.attrs.get("network_name", "")),
+            float(ds.attrs.get("network_scale", math.nan)),
+            int(ds.attrs.get("network_n_bus", -1)),
+        ),
+    )
+
+
+def check_scenario_network(cfg: RunConfig, network: Network) -> None:
+    """A scenario set runs only on the network (and scale) it was generated on."""
+    ref = cfg.scenario
+    if ref is None:
+        return
+    same = (
+        ref.network_name == network.name
+        and ref.network_n_bus == network.n_bus
+        and math.isclose(ref.network_scale, network.scale, rel_tol=1e-9)
+    )
+    if not same:
+        raise ConfigError(
+            ref.file,
+            "--scenarios",
+            ref.file,
+            f"was generated on {ref.network_name or 'an unrecorded network'} "
+            f"({ref.network_n_bus} buses, loads x {ref.network_scale:.6g}); the config's network "
+            f"is {network.name} ({network.n_bus} buses, loads x {network.scale:.6g}): a set runs "
+            "on the network and scale of its spec",
+        )

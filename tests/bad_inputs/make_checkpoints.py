@@ -21,7 +21,8 @@ import numpy as np
 import xarray as xr
 
 from simgrid.config import NetworkConfig, parse_config
-from simgrid.cosim.simulation import Loop, SimulationInputs
+from simgrid.cosim.simulation import Loop
+from simgrid.inputs import SimulationInputs
 from simgrid.network import build_network
 from simgrid.profiles import LoadProfile
 from simgrid.runner.blocks import _state_dataset
