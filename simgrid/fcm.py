@@ -7,83 +7,22 @@ act as one aggregated unit (ratings x count; generators commit together).
 
 from __future__ import annotations
 
-import enum
 import hashlib
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
+from simgrid import units
 from simgrid.config import AllocationEntry, Table, read_toml
 from simgrid.errors import ConfigError
 from simgrid.ncio import DatasetKind, read_dataset
 
-
-class UnitType(enum.StrEnum):
-    BESS = "bess"
-    FAST_GEN = "fast_gen"
-    DR = "dr"
-    LDES = "ldes"
-
-
-STORAGE = (UnitType.BESS, UnitType.LDES)
-
-
-@dataclass(frozen=True)
-class Module:
-    """One module type. Fields not used by a type stay at their defaults.
-
-    Storage (bess, ldes): p_mw, e_mwh, eta_charge, eta_discharge, soc_min/max/target (fractions
-    of e_mwh), degradation_cost_per_mwh (throughput), p_min_block_mw (ldes: smallest
-    discharge). fast_gen: p_min_mw/p_mw when on, ramp_mw_per_min, start_delay_s, min_up_s,
-    min_down_s, start_cost, marginal_cost_per_mwh. dr: p_mw (curtailable block),
-    notification_s, max_duration_s, energy_mwh (budget), rebound_fraction (energy paid back
-    later), payback_mw (payback rate), cost_per_mwh.
-    """
-
-    name: str
-    type: UnitType
-    p_mw: float
-    e_mwh: float = 0.0
-    eta_charge: float = 1.0
-    eta_discharge: float = 1.0
-    soc_min: float = 0.0
-    soc_max: float = 1.0
-    soc_target: float = 0.5
-    degradation_cost_per_mwh: float = 0.0
-    p_min_block_mw: float = 0.0
-    p_min_mw: float = 0.0
-    ramp_mw_per_min: float = math.inf
-    start_delay_s: float = 0.0
-    min_up_s: float = 0.0
-    min_down_s: float = 0.0
-    start_cost: float = 0.0
-    marginal_cost_per_mwh: float = 0.0
-    notification_s: float = 0.0
-    max_duration_s: float = math.inf
-    energy_mwh: float = math.inf
-    rebound_fraction: float = 0.0
-    payback_mw: float = 0.0
-    cost_per_mwh: float = 0.0
-    capex: float = 0.0
-
-    def times(self, count: int) -> Module:
-        """`count` modules acting as one: powers, energies, ramps and costs scale."""
-        return replace(
-            self,
-            p_mw=self.p_mw * count,
-            e_mwh=self.e_mwh * count,
-            p_min_block_mw=self.p_min_block_mw * count,
-            p_min_mw=self.p_min_mw * count,
-            ramp_mw_per_min=self.ramp_mw_per_min * count,
-            start_cost=self.start_cost * count,
-            energy_mwh=self.energy_mwh * count,
-            payback_mw=self.payback_mw * count,
-            capex=self.capex * count,
-        )
+# A catalogue module: its name, type, rating and price, and the keys of its type's family
+# (simgrid.units). Re-exported here, where catalogues are read.
+Module = units.Module
 
 
 @dataclass(frozen=True)
@@ -120,84 +59,35 @@ class Unit:
     module: Module
 
     @property
-    def type(self) -> UnitType:
+    def type(self) -> str:
         return self.module.type
 
-
-_KEYS = {
-    UnitType.BESS: (
-        "e_mwh",
-        "eta_charge",
-        "eta_discharge",
-        "soc_min",
-        "soc_max",
-        "soc_target",
-        "degradation_cost_per_mwh",
-    ),
-    UnitType.LDES: (
-        "e_mwh",
-        "eta_charge",
-        "eta_discharge",
-        "soc_min",
-        "soc_max",
-        "soc_target",
-        "degradation_cost_per_mwh",
-        "p_min_block_mw",
-    ),
-    UnitType.FAST_GEN: (
-        "p_min_mw",
-        "ramp_mw_per_min",
-        "start_delay_s",
-        "min_up_s",
-        "min_down_s",
-        "start_cost",
-        "marginal_cost_per_mwh",
-    ),
-    UnitType.DR: (
-        "notification_s",
-        "max_duration_s",
-        "energy_mwh",
-        "rebound_fraction",
-        "payback_mw",
-        "cost_per_mwh",
-    ),
-}
-_UNBOUNDED = {"ramp_mw_per_min", "max_duration_s", "energy_mwh"}  # may be inf: no limit
-_FRACTIONS = {"eta_charge", "eta_discharge", "soc_min", "soc_max", "soc_target", "rebound_fraction"}
+    @property
+    def family(self) -> units.Family:
+        return units.family_of(self.module.type)
 
 
 def _module(t: Table) -> Module:
-    utype = UnitType(t.string("type", choices=tuple(u.value for u in UnitType)))
+    """One [[module]] table: the keys every module has, then its family's keys and checks."""
+    mtype = t.string("type", choices=units.catalogue_types())
+    family = units.family_of(mtype)
     fields: dict[str, object] = {
         "name": t.string("name"),
-        "type": utype,
+        "type": mtype,
         "p_mw": t.number("p_mw", lo=0, lo_open=True),
         "capex": t.number("capex", 0.0, lo=0),
     }
-    defaults = Module("", utype, 1.0)
-    for key in _KEYS[utype]:
-        default = getattr(defaults, key)
-        hi = 1.0 if key in _FRACTIONS else None
-        lo_open = key in ("e_mwh", "eta_charge", "eta_discharge")
-        fields[key] = t.number(
-            key,
-            None if key == "e_mwh" else default,
+    for key in family.types[mtype]:
+        fields[key.name] = t.number(
+            key.name,
+            None if key.required else family.default(key.name),
             lo=0,
-            lo_open=lo_open,
-            hi=hi,
-            allow_inf=key in _UNBOUNDED,
+            lo_open=key.lo_open,
+            hi=key.hi,
+            allow_inf=key.unbounded,
         )
-    m = Module(**fields)
-    if m.type in STORAGE and m.soc_min > m.soc_max:
-        raise t.fail("soc_min", f"must not exceed soc_max ({m.soc_max:g})")
-    if m.type in STORAGE and not m.soc_min <= m.soc_target <= m.soc_max:
-        raise t.fail(
-            "soc_target", f"must lie within [soc_min, soc_max] = [{m.soc_min:g}, {m.soc_max:g}]"
-        )
-    if m.p_min_mw > m.p_mw:
-        raise t.fail("p_min_mw", f"must not exceed p_mw ({m.p_mw:g})")
-    if m.p_min_block_mw > m.p_mw:
-        raise t.fail("p_min_block_mw", f"must not exceed p_mw ({m.p_mw:g})")
+    m = family.module(**fields)
+    family.check(m, t.fail)
     t.done()
     return m
 

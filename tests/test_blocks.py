@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from test_dispatch import _two_bus
 
-from simgrid.fcm import Module, UnitType
-from simgrid.optimization.blocks import Capacity, ModelOptions, ScenarioData, Weights
+from simgrid.optimization.blocks import ModelOptions, ScenarioData, Weights
 from simgrid.optimization.builder import ArrayBuilder
 from simgrid.optimization.dispatch_model import (
     Sizes,
@@ -20,13 +19,17 @@ from simgrid.optimization.dispatch_model import (
     unit_data,
 )
 from simgrid.optimization.solve import solve
+from simgrid.units.base import Capacity
+from simgrid.units.dr import DrModule
+from simgrid.units.fast_gen import GenModule
+from simgrid.units.storage import StorageModule
 
 MW_TOL = 1e-6
 WEIGHTS = Weights(voll=10_000.0, imbalance=1_000.0, voltage=1e5, restoration=0.0)
 
-BESS = Module(
+BESS = StorageModule(
     "bess",
-    UnitType.BESS,
+    "bess",
     p_mw=0.5,
     e_mwh=1.0,
     eta_charge=0.9,
@@ -35,18 +38,18 @@ BESS = Module(
     soc_max=0.9,
     soc_target=0.5,
 )
-GEN = Module(
+GEN = GenModule(
     "gen",
-    UnitType.FAST_GEN,
+    "fast_gen",
     p_mw=0.5,
     p_min_mw=0.1,
     ramp_mw_per_min=0.01,
     marginal_cost_per_mwh=100.0,
     start_cost=20.0,
 )
-DR = Module(
+DR = DrModule(
     "dr",
-    UnitType.DR,
+    "dr",
     p_mw=0.3,
     energy_mwh=0.3,
     rebound_fraction=0.5,
@@ -85,29 +88,16 @@ def _solve(data, modules=(), sizes=None, relax=False, fix=None):
     if sizes == "chosen":
         # Stage-I's form: sizes are columns (here fixed by their bounds at `fix` modules)
         cols = b.add_vars(len(modules), np.asarray(fix, float), np.asarray(fix, float))
-        caps = []
-        for kind in ("storage", "gen", "dr"):
-            idx = [i for i, m in enumerate(modules) if _kind(m) == kind]
-            caps.append(Capacity(np.full(len(idx), 5.0), cols[idx]))
-        sz = Sizes(*caps)
+        sz = Sizes(tuple(Capacity(np.full(len(idx), 5.0), cols[idx]) for idx in ud.index))
     else:
         counts = np.ones(len(modules)) if fix is None else np.asarray(fix, float)
-        sz = Sizes(
-            *(
-                Capacity.fixed(counts[[i for i, m in enumerate(modules) if _kind(m) == k]])
-                for k in ("storage", "gen", "dr")
-            )
-        )
+        sz = Sizes(tuple(Capacity.fixed(counts[idx]) for idx in ud.index))
     hd, cost = assemble(b, _net(), ud, sz, data, idle_state(ud, data), WEIGHTS, ModelOptions())
     b.add_cost(cost)
     milp = b.build()
     if relax:
         milp = replace(milp, integer=np.zeros_like(milp.integer))
     return solve(milp, time_limit_s=30.0, mip_gap=0.0), hd
-
-
-def _kind(m: Module) -> str:
-    return {"bess": "storage", "ldes": "storage", "fast_gen": "gen", "dr": "dr"}[m.type.value]
 
 
 def test_network_block_is_lindistflow_on_two_buses():
@@ -133,7 +123,7 @@ def test_line_ratings_are_currents_at_the_measured_voltage():
     data = with_losses(_data(0.0), losses, 0, np.zeros(2))
     b = ArrayBuilder()
     ud = unit_data((), [], 3600.0, 1)
-    sz = Sizes(*(Capacity.fixed(np.zeros(0)) for _ in range(3)))
+    sz = Sizes.fixed(ud)
     hd, _ = assemble(b, net, ud, sz, data, idle_state(ud, data), WEIGHTS, ModelOptions())
     milp = b.build()
     assert milp.ub[hd.network.p[0, 0]] == pytest.approx(0.95 * net.s_max_mva[0])
@@ -154,16 +144,16 @@ def test_storage_block_energy_balance_with_efficiencies():
     # a 0.3 MW deficit for an hour: the battery discharges 0.3 MW, its energy falls by 0.3/0.9;
     # a 0.4 MW one meets the 0.1 MWh floor: 0.4 MWh above it give 0.36 MW for the hour
     res, hd = _solve(_data([0.3]), modules=(BESS,))
-    assert res.x[hd.storage.pd[0, 0]] == pytest.approx(0.3, abs=MW_TOL)
-    assert res.x[hd.storage.e[0, 0]] == pytest.approx(0.5 - 0.3 / 0.9, abs=1e-6)
+    assert res.x[hd.of("storage").pd[0, 0]] == pytest.approx(0.3, abs=MW_TOL)
+    assert res.x[hd.of("storage").e[0, 0]] == pytest.approx(0.5 - 0.3 / 0.9, abs=1e-6)
     res, hd = _solve(_data([0.4]), modules=(BESS,))
-    assert res.x[hd.storage.pd[0, 0]] == pytest.approx(0.4 * 0.9, abs=MW_TOL)
+    assert res.x[hd.of("storage").pd[0, 0]] == pytest.approx(0.4 * 0.9, abs=MW_TOL)
 
 
 def test_dr_budget_bounds_the_whole_window():
     # two hours of 0.3 MW deficit; the 0.3 MWh budget covers one hour in all, not one per hour
     res, hd = _solve(_data([0.3, 0.3]), modules=(DR,))
-    curtailed = res.x[hd.dr.curtail[0]]
+    curtailed = res.x[hd.of("dr").curtail[0]]
     assert curtailed.sum() == pytest.approx(0.3, abs=MW_TOL)
 
 
@@ -171,8 +161,8 @@ def test_generator_block_starts_at_minimum_and_ramps():
     # a 0.4 MW deficit: the generator synchronises at its 0.1 MW minimum and ramps 0.01 MW/min
     # (0.6 MW an hour); within the first hour it reaches min + ramp = 0.7 >= 0.4
     res, hd = _solve(_data([0.4, 0.4]), modules=(GEN,))
-    np.testing.assert_allclose(res.x[hd.gen.p[0]], [0.4, 0.4], atol=MW_TOL)
-    assert res.x[hd.gen.s[0, 0]] == pytest.approx(1.0)
+    np.testing.assert_allclose(res.x[hd.of("fast_gen").p[0]], [0.4, 0.4], atol=MW_TOL)
+    assert res.x[hd.of("fast_gen").s[0, 0]] == pytest.approx(1.0)
 
 
 def test_a_chosen_size_behaves_like_the_same_size_fixed():
@@ -198,7 +188,7 @@ def test_a_rebuild_on_a_known_structure_refuses_a_changed_one():
     refused, not silently mis-assembled."""
     data = _data([0.3, 0.6])
     ud = unit_data((BESS,), [1], data.dt_h * 3600, data.periods)
-    sz = Sizes(Capacity.fixed(np.ones(1)), Capacity.fixed(np.zeros(0)), Capacity.fixed(np.zeros(0)))
+    sz = Sizes.fixed(ud)
 
     def build(b, d):
         b.add_cost(assemble(b, _net(), ud, sz, d, idle_state(ud, d), WEIGHTS, ModelOptions())[1])

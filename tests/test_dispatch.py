@@ -11,7 +11,7 @@ import pytest
 
 from simgrid.aiload import campus_loads_mw
 from simgrid.config import DispatchConfig, NetworkConfig, UpstreamConfig
-from simgrid.fcm import Module, Unit, UnitType
+from simgrid.fcm import Unit
 from simgrid.inputs import prepare
 from simgrid.network import build_network
 from simgrid.optimization.dispatcher import LOSS_TOL, RollingDispatcher
@@ -19,6 +19,7 @@ from simgrid.powerflow import PowerFlowEngine
 from simgrid.profiles import campus_profile, flat
 from simgrid.runner import build_policy
 from simgrid.types import Campus, GridState, SolveStatus
+from simgrid.units import family_of
 
 from conftest import MINIMAL, REPO, config_from_toml, network
 from reference import lindistflow_vm
@@ -105,8 +106,8 @@ def _state(t_s: float, ai_mw: float, schedule_mw: float | None = None) -> GridSt
     )
 
 
-def _unit(utype: UnitType, **kw) -> Unit:
-    return Unit(f"{utype.value}@1", 1, 1, Module(f"{utype.value}", utype, **kw))
+def _unit(utype: str, **kw) -> Unit:
+    return Unit(f"{utype}@1", 1, 1, family_of(utype).module(utype, utype, **kw))
 
 
 def _bess(**kw) -> Unit:
@@ -120,7 +121,7 @@ def _bess(**kw) -> Unit:
         soc_target=0.5,
         degradation_cost_per_mwh=10.0,
     )
-    return _unit(UnitType.BESS, **{**base, **kw})
+    return _unit("bess", **{**base, **kw})
 
 
 def test_lindistflow_error_against_ac_is_within_named_tolerances():
@@ -149,7 +150,7 @@ def test_bess_discharges_its_rating_against_a_deficit_and_soc_carries_over(two_b
     assert sp.p_injection_mw[1] == pytest.approx(0.5, abs=MW_TOL)
     pol.dispatch(_state(DT, 1.0))
     expected = 0.5 - 0.5 * DT / 3600 / 0.9
-    assert pol.state.e[0] == pytest.approx(expected, abs=1e-6)
+    assert pol.state.of("storage").e[0] == pytest.approx(expected, abs=1e-6)
     assert pol.report(DT).soc_mwh[0] == pytest.approx(expected, abs=1e-6)
     # a surplus (the campus tripped below schedule) makes it charge instead
     sp = pol.dispatch(_state(2 * DT, 0.0, schedule_mw=1.8))
@@ -158,7 +159,7 @@ def test_bess_discharges_its_rating_against_a_deficit_and_soc_carries_over(two_b
 
 def test_bess_at_minimum_soc_cannot_discharge(two_bus):
     pol = _dispatcher(two_bus, _bess(soc_target=0.1))
-    pol.state.e[:] = 0.1  # at soc_min
+    pol.state.of("storage").e[:] = 0.1  # at soc_min
     sp = pol.dispatch(_state(0.0, 1.0))
     assert sp.p_injection_mw[1] == pytest.approx(0.0, abs=MW_TOL)
     assert sp.shed_mw.sum() == pytest.approx(0.0, abs=MW_TOL)  # imbalance, not shedding
@@ -166,7 +167,7 @@ def test_bess_at_minimum_soc_cannot_discharge(two_bus):
 
 def _ldes() -> Unit:
     return _unit(
-        UnitType.LDES,
+        "ldes",
         p_mw=0.25,
         e_mwh=2.5,
         eta_charge=0.85,
@@ -198,16 +199,16 @@ def _gen(**kw) -> Unit:
         start_cost=10.0,
         marginal_cost_per_mwh=100.0,
     )
-    return _unit(UnitType.FAST_GEN, **{**base, **kw})
+    return _unit("fast_gen", **{**base, **kw})
 
 
 def test_fast_gen_start_delay_then_min_up_time_across_calls(two_bus):
     pol = _dispatcher(two_bus, _gen())
     sp = pol.dispatch(_state(0.0, 0.4))  # off, 5-minute start delay: nothing yet
     assert sp.p_injection_mw[1] == pytest.approx(0.0, abs=MW_TOL)
-    assert pol.state.g_online_at[0] == pytest.approx(DT)  # start command issued now
+    assert pol.state.of("fast_gen").online_at[0] == pytest.approx(DT)  # start command issued now
     sp = pol.dispatch(_state(DT, 0.4))  # online: covers the 0.4 MW deficit
-    assert pol.state.g_on[0]
+    assert pol.state.of("fast_gen").on[0]
     assert sp.p_injection_mw[1] == pytest.approx(0.4, abs=MW_TOL)
     # the deficit is gone, but min up (4 periods) keeps it on at p_min for the next calls
     for k in (2, 3, 4):
@@ -228,13 +229,13 @@ def _dr(**kw) -> Unit:
         payback_mw=0.5,
         cost_per_mwh=50.0,
     )
-    return _unit(UnitType.DR, **{**base, **kw})
+    return _unit("dr", **{**base, **kw})
 
 
 def test_dr_notification_max_duration_and_rebound_payback(two_bus):
     pol = _dispatcher(two_bus, _dr(), band=0.1, ramp=10.0)
     assert pol.dispatch(_state(0.0, 0.5)).p_injection_mw[1] == pytest.approx(0, abs=MW_TOL)
-    assert pol.state.d_ready_at[0] == pytest.approx(DT)  # notified now, ready in 300 s
+    assert pol.state.of("dr").ready_at[0] == pytest.approx(DT)  # notified now, ready in 300 s
     # curtails 0.4 MW and the extra losses of the 0.1 MW the upstream band follows (within
     # the dispatcher's loss tolerance)
     nw = two_bus
@@ -247,13 +248,13 @@ def test_dr_notification_max_duration_and_rebound_payback(two_bus):
     pol.dispatch(_state(3 * DT, 0.5))
     assert pol.report(3 * DT).dr_curtail_mw[0] == pytest.approx(0.0, abs=MW_TOL)
     owed = 0.5 * sum(curtailed) * DT / 3600
-    assert pol.state.d_owed[0] == pytest.approx(owed, abs=1e-6)
-    assert pol.state.d_used[0] == pytest.approx(sum(curtailed) * DT / 3600, abs=1e-6)
+    assert pol.state.of("dr").owed[0] == pytest.approx(owed, abs=1e-6)
+    assert pol.state.of("dr").used[0] == pytest.approx(sum(curtailed) * DT / 3600, abs=1e-6)
     # deficit gone: the owed energy is paid back within the upstream band (0.1 MW)
     payback = -pol.dispatch(_state(4 * DT, 0.0)).p_injection_mw[1]
     assert payback == pytest.approx(0.1, abs=tol)
     pol.dispatch(_state(5 * DT, 0.0))
-    assert pol.state.d_owed[0] == pytest.approx(owed - payback * DT / 3600, abs=1e-6)
+    assert pol.state.of("dr").owed[0] == pytest.approx(owed - payback * DT / 3600, abs=1e-6)
 
 
 def test_time_out_holds_the_last_plan_then_sheds_the_ai_excess(two_bus):
@@ -361,22 +362,22 @@ def test_lp_rounding_puts_storage_in_the_mode_of_its_net_flow(two_bus, monkeypat
     seen = []
     answer = lpfirst.answer
 
-    def spy(lp, milp, hd, state, p_block, **kw):
-        seen.append((milp, hd, state, p_block))
-        return answer(lp, milp, hd, state, p_block, **kw)
+    def spy(lp, milp, hd, state, ud, **kw):
+        seen.append((milp, hd, state, ud))
+        return answer(lp, milp, hd, state, ud, **kw)
 
     monkeypatch.setattr(lpfirst, "answer", spy)
     pol = _dispatcher(two_bus, _bess())
     pol.dispatch(_state(0.0, 0.2))
-    milp, hd, state, p_block = seen[-1]
-    st = hd.storage
+    milp, hd, state, ud = seen[-1]
+    st = hd.of("storage")
     head = milp.integer[st.mode]
     assert head.any()
     x = np.zeros(milp.cost.size)
     x[st.pc], x[st.pd] = 0.4, 0.1  # net charging
-    assert np.all(lpfirst.rounded(x, milp, hd, state, p_block)[st.mode][head] == 0.0)
+    assert np.all(lpfirst.rounded(x, milp, hd, state, ud)[st.mode][head] == 0.0)
     x[st.pc], x[st.pd] = 0.1, 0.4  # net discharging
-    assert np.all(lpfirst.rounded(x, milp, hd, state, p_block)[st.mode][head] == 1.0)
+    assert np.all(lpfirst.rounded(x, milp, hd, state, ud)[st.mode][head] == 1.0)
 
 
 def test_perfect_foresight_starts_a_slow_generator_ahead_of_a_known_deficit(two_bus):
@@ -387,10 +388,10 @@ def test_perfect_foresight_starts_a_slow_generator_ahead_of_a_known_deficit(two_
     ahead = _dispatcher(two_bus, _gen(start_delay_s=2 * DT))
     ahead.forecaster = forecaster
     ahead.dispatch(_state(0.0, 0.0))
-    assert ahead.state.g_online_at[0] == pytest.approx(2 * DT)
+    assert ahead.state.of("fast_gen").online_at[0] == pytest.approx(2 * DT)
     blind = _dispatcher(two_bus, _gen(start_delay_s=2 * DT))  # persistence sees no deficit
     blind.dispatch(_state(0.0, 0.0))
-    assert np.isnan(blind.state.g_online_at[0])
+    assert np.isnan(blind.state.of("fast_gen").online_at[0])
 
 
 def test_runner_wires_perfect_foresight_to_the_event_physics(tmp_path):

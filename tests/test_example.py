@@ -195,13 +195,13 @@ def test_units_stay_within_their_limits_at_every_step(dispatched):
         count = int(ds["unit_count"][k])
         rated = module.p_mw * count
         assert np.abs(p[:, k]).max() <= rated + tol, name
-        if module.type.value in ("bess", "ldes"):
+        if module.type in ("bess", "ldes"):
             e = ds["soc_mwh"].to_numpy()[:, k]
             assert e.min() >= module.soc_min * module.e_mwh * count - tol, name
             assert e.max() <= module.soc_max * module.e_mwh * count + tol, name
             block = module.p_min_block_mw * count
             assert not np.any((p[:, k] > tol) & (p[:, k] < block - tol)), name
-        if module.type.value == "fast_gen":
+        if module.type == "fast_gen":
             on = ds["unit_on"].to_numpy()[:, k] > 0.5
             both = on[1:] & on[:-1]
             ramp = np.abs(np.diff(p[:, k]))[both]

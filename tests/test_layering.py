@@ -28,6 +28,7 @@ RANK = {
     "report": 6,
     "stats": 1,
     "provenance": 2,
+    "units": 2,
     "inputs": 4,
     "allocate": 7,
     "evaluate": 8,

@@ -101,7 +101,7 @@ def test_a_killed_run_resumes_from_its_last_block(uninterrupted, monkeypatch):
     ]
     with xr.open_dataset(parts / "block_00001.state.nc") as state:  # numbers, nothing else
         assert {v.dtype.kind for v in state.data_vars.values()} <= set("biuf")
-        assert "policy.units.e" in state and "protection.blocks" in state
+        assert "policy.units.storage.e" in state and "protection.blocks" in state
     assert not out.exists()
     monkeypatch.setattr(BlockStore, "write", write)
     resumed = []
@@ -195,9 +195,9 @@ def test_a_planted_pickle_is_never_loaded(uninterrupted, monkeypatch, tmp_path):
 @pytest.mark.parametrize(
     ("name", "value", "expect"),
     [
-        ("policy.units.e", np.zeros(7), "policy.units.e"),  # another shape
+        ("policy.units.storage.e", np.zeros(7), "policy.units.storage.e"),  # another shape
         ("protection.blocks", np.zeros(33), "protection.blocks"),  # float where ints are
-        ("policy.units.e", np.full(5, 1e9), "policy.units.e"),  # beyond the storage
+        ("policy.units.storage.e", np.full(3, 1e9), "policy.units.storage.e"),  # too much
         ("policy.extra", np.zeros(1), "policy.extra"),  # not part of the loop's state
     ],
 )

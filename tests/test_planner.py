@@ -11,7 +11,7 @@ from test_dispatch import _two_bus
 
 from simgrid.config import Ambiguity, HostingLimit, PlanningConfig
 from simgrid.errors import ConfigError
-from simgrid.fcm import Catalogue, Module, Supplier, UnitType
+from simgrid.fcm import Catalogue, Supplier
 from simgrid.optimization.blocks import ScenarioData, Weights
 from simgrid.optimization.builder import ArrayBuilder
 from simgrid.optimization.dispatch_model import network_data
@@ -25,6 +25,7 @@ from simgrid.optimization.risk import (
 )
 from simgrid.optimization.solve import solve
 from simgrid.optimization.stage1 import plan
+from simgrid.units.fast_gen import GenModule
 
 from reference import tv_worst_expectation
 
@@ -35,7 +36,7 @@ COST_TOL = 1e-6  # $ on hand-computed objectives
 # 1,000 $/MWh of imbalance for one hour. Generators of 1 MW from two suppliers: 2 at $300
 # (annualised: rate 0, one-year life) and 5 at $700. Scenario A (p = 0.5): no deficit;
 # scenario B (p = 0.5): 4 MW. Each module is worth $1,000 x P(B, worst case) a year.
-GEN = Module("gen", UnitType.FAST_GEN, p_mw=1.0, ramp_mw_per_min=60.0)
+GEN = GenModule("gen", "fast_gen", p_mw=1.0, ramp_mw_per_min=60.0)
 CATALOGUE = Catalogue(
     (GEN,), (Supplier("cheap", "gen", 2, 300.0, 0), Supplier("dear", "gen", 5, 700.0, 0)), "<hand>"
 )

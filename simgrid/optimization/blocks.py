@@ -1,24 +1,17 @@
-"""The dispatch model's blocks, one `define_*` function each, shared by Stage-I and Stage-II.
+"""The dispatch model's network-side blocks, one `define_*` function each, shared by Stage-I
+and Stage-II; the units' blocks are their families' (simgrid.units).
 
 Each block adds its columns and rows to a builder (ArrayBuilder or PyomoBuilder) for a window
 of H periods and returns its handles (column ids) and its cost as terms (coef, cols): a
 scenario's recourse cost is the sum of the blocks' terms, which Stage-II puts in its objective
 and Stage-I in one row per scenario that its risk rows refer to.
 
-A unit's size is a `Capacity`: fixed counts of its module (Stage-II: the allocation), or
-first-stage integer columns (Stage-I: how many modules to place). Limits that scale with the
-size are column bounds for fixed counts and rows with the first-stage column otherwise; limits
-gated by a binary (storage mode, commitment, DR activation) use the largest size allowed as
-their big-M when the size is a column, so the same physics holds exactly for fixed sizes and as
-its tightest linear form for chosen ones.
-
 Network: LinDistFlow on the feeder tree (P/Q flows, squared voltage drops v_to = v_from - 2 (r
 P + x Q) / V_base^2, voltage limits with penalised violation, a hard octagon around each line's
 MVA rating: shedding at VoLL is the feasible last resort). Losses enter as demand: the
 caller's demand carries each line's losses at its receiving end, and marginal loss factors
 carry how they change with the decisions to the substation. Import follows its schedule
-within a band and ramp limit; the rest is imbalance. Units: BESS, LDES (a minimum discharge
-block), fast generation, DR.
+within a band and ramp limit; the rest is imbalance.
 """
 
 from __future__ import annotations
@@ -30,7 +23,6 @@ import numpy as np
 
 from simgrid.optimization.builder import INF, Term
 
-SOC_DEAD_BAND = 0.05  # of a storage unit's usable energy, around its target
 COL = np.newaxis
 
 
@@ -49,122 +41,6 @@ class NetworkData:
     campus_bus: np.ndarray  # (C,) bus of each AI campus
     campus_q_per_p: np.ndarray  # (C,) reactive share of each campus's load, for shedding
     mlf: np.ndarray  # (N,) marginal loss factor: d(losses)/d(injection at the bus)
-
-
-@dataclass(frozen=True, eq=False)
-class StorageData:
-    """Storage units of one kind, ratings per module (energies in MWh, powers in MW)."""
-
-    bus: np.ndarray
-    p: np.ndarray
-    e: np.ndarray
-    soc_min: np.ndarray  # fractions of e
-    soc_max: np.ndarray
-    soc_target: np.ndarray
-    eta_c: np.ndarray
-    eta_d: np.ndarray
-    p_block: np.ndarray  # smallest discharge (0: none)
-    deg_cost: np.ndarray  # $/MWh through the unit
-
-    def __len__(self) -> int:
-        return len(self.bus)
-
-
-@dataclass(frozen=True, eq=False)
-class GenData:
-    """Fast generators, ratings per module; times in periods of the window."""
-
-    bus: np.ndarray
-    p: np.ndarray
-    p_min: np.ndarray
-    ramp: np.ndarray  # MW per period
-    ramp_per_s: np.ndarray  # MW per second
-    up: np.ndarray  # min up, periods
-    down: np.ndarray  # min down, periods
-    start_cost: np.ndarray
-    delay_s: np.ndarray
-    mc: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.bus)
-
-
-@dataclass(frozen=True, eq=False)
-class DrData:
-    """Demand response blocks, per module; times in periods of the window."""
-
-    bus: np.ndarray
-    p: np.ndarray
-    payback: np.ndarray
-    rebound: np.ndarray
-    max_on: np.ndarray  # max consecutive active periods
-    cost: np.ndarray
-    notice_s: np.ndarray
-    energy: np.ndarray  # budget, MWh
-
-    def __len__(self) -> int:
-        return len(self.bus)
-
-
-@dataclass(frozen=True, eq=False)
-class Capacity:
-    """Modules per unit: fixed `count`, or first-stage columns `cols` of at most `count`."""
-
-    count: np.ndarray
-    cols: np.ndarray | None = None
-
-    @classmethod
-    def fixed(cls, count) -> Capacity:
-        return cls(np.asarray(count, dtype=float))
-
-    @property
-    def chosen(self) -> bool:
-        return self.cols is not None
-
-    def upper(self, per_module) -> np.ndarray:
-        """The largest value of per_module x size: (U, 1) for per-unit values, (U, H) for
-        per-period ones."""
-        per = np.asarray(per_module, dtype=float)
-        return per * self.count[:, COL] if per.ndim == 2 else (per * self.count)[:, COL]
-
-    def size_terms(self, per_module, h: int, sign: float = -1.0) -> list[Term]:
-        """sign * per_module x size, as a row term (none for fixed sizes)."""
-        if not self.chosen:
-            return []
-        per = np.asarray(per_module, dtype=float)
-        per = per if per.ndim == 2 else per[:, COL]
-        coef = np.broadcast_to(sign * per, (len(self.count), h))
-        return [(coef, np.broadcast_to(self.cols[:, COL], (len(self.count), h)))]
-
-    def limit(self, b, terms: list[Term], per_module, h: int, *, below: bool, extra=0.0):
-        """sum(terms) <= per_module x size + extra (or >= with `below=False`)."""
-        if self.chosen:
-            rows = [*terms, *self.size_terms(per_module, h)]
-            bound = extra
-        else:
-            rows, bound = terms, self.upper(np.asarray(per_module)) + extra
-        if below:
-            return b.add_rows(rows, hi=bound)
-        return b.add_rows(rows, lo=bound)
-
-    def gated(self, b, x: np.ndarray, per_module, gate: np.ndarray, *, on: bool = True):
-        """x <= per_module x size x gate (`on`) or x (1 - gate) (not `on`)."""
-        m = self.upper(np.asarray(per_module))
-        if on:
-            b.add_rows([(1.0, x), (-m, gate)], hi=0.0)
-        else:
-            b.add_rows([(1.0, x), (m, gate)], hi=m)
-        if self.chosen:
-            self.limit(b, [(1.0, x)], per_module, x.shape[-1], below=True)
-
-    def gated_floor(self, b, x: np.ndarray, per_module, gate: np.ndarray):
-        """x >= per_module x size x gate (a minimum output when on)."""
-        m = self.upper(np.asarray(per_module))
-        if not self.chosen:
-            return b.add_rows([(1.0, x), (-m, gate)], lo=0.0)
-        # chosen size N: x >= k N - k N_max (1 - gate)
-        terms = [(1.0, x), (-m, gate), *self.size_terms(per_module, x.shape[-1])]
-        return b.add_rows(terms, lo=-m)
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,26 +71,14 @@ class ScenarioData:
 
 @dataclass(frozen=True, eq=False)
 class InitialState:
-    """Where the units and the upstream follower start the window, and what state forbids.
+    """Where the upstream follower and the units start the window: the follow's bounds in
+    period 0 and, per family (simgrid.units), its units' start (what they have and what their
+    state forbids; storage energy and a budget left are fractions of the unit's size, so that
+    they scale with a chosen size)."""
 
-    Storage energy and the DR budget left are fractions of the unit's size (so that they
-    scale with a chosen size); the rest is absolute.
-    """
-
-    follow_lo: float  # bounds of the upstream follow in period 0
+    follow_lo: float
     follow_hi: float
-    st_e0: np.ndarray  # fraction of the unit's energy
-    g_p0: np.ndarray
-    g_ramp0_s: np.ndarray  # seconds of ramping available before period 0
-    g_u0: np.ndarray
-    g_u_lb: np.ndarray  # (G, H): forced on (min up, pending start)
-    g_u_ub: np.ndarray  # (G, H): forced off (min down)
-    g_s_ub: np.ndarray  # (G, H): start allowed (start-up delay)
-    d_a0: np.ndarray
-    d_z_ub: np.ndarray  # (D, H): activation allowed (notification delay)
-    d_run_left: np.ndarray  # (D, H): active periods allowed in the max_on + 1 periods to t
-    d_budget: np.ndarray  # fraction of the budget left
-    d_owed0: np.ndarray
+    units: tuple
 
 
 @dataclass(frozen=True)
@@ -237,31 +101,6 @@ class ModelOptions:
     def head(self, h: int) -> np.ndarray:
         n = h if self.integer_periods is None else self.integer_periods
         return np.arange(h) < n
-
-
-# ---- helpers --------------------------------------------------------------------------------
-
-
-def lagged(ids: np.ndarray, lag: int, within: np.ndarray) -> Term:
-    """The term x[..., t - lag] (along the last axis), counted where t >= lag and `within`."""
-    t = np.arange(ids.shape[-1])
-    return (t >= lag) * within * np.ones(ids.shape), ids[..., np.maximum(t - lag, 0)]
-
-
-def previous(ids: np.ndarray) -> np.ndarray:
-    """x[..., t-1]; period 0 points at itself and is masked out by a zero coefficient."""
-    return ids[..., np.maximum(np.arange(ids.shape[-1]) - 1, 0)]
-
-
-def at_start(values: np.ndarray, h: int) -> np.ndarray:
-    """(U, H) zeros with `values` in period 0: the right-hand side of a state equation."""
-    out = np.zeros((len(values), h))
-    out[:, 0] = values
-    return out
-
-
-def _later(h: int) -> np.ndarray:
-    return (np.arange(h) > 0).astype(float)  # 0 in period 0: its "previous" is the state
 
 
 # ---- blocks ---------------------------------------------------------------------------------
@@ -354,172 +193,6 @@ def define_import(b, d: ScenarioData, state: InitialState, wt: Weights, disc: np
         (weight, imb_pos),
         (weight, imb_neg),
     ]
-
-
-@dataclass(frozen=True, eq=False)
-class StorageHandles:
-    pc: np.ndarray  # (S, H)
-    pd: np.ndarray
-    mode: np.ndarray
-    e: np.ndarray
-    dev_up: np.ndarray
-    dev_dn: np.ndarray
-
-
-def define_storage(
-    b,
-    u: StorageData,
-    cap: Capacity,
-    d: ScenarioData,
-    state_e0: np.ndarray,
-    wt: Weights,
-    head: np.ndarray,
-):
-    """Storage: energy balance with efficiencies, no simultaneous charge and discharge (mode
-    binary), a minimum discharge block where one is set (LDES), restoration of the stored
-    energy to its target outside a dead band. `state_e0`: energy at the start, as a fraction
-    of the unit's energy rating."""
-    s, h, dt = len(u), d.periods, d.dt_h
-    pc = b.add_vars((s, h), 0.0, cap.upper(u.p))
-    pd = b.add_vars((s, h), 0.0, cap.upper(u.p))
-    mode = b.add_vars((s, h), 0.0, 1.0, integer=head)
-    e_min, e_max = u.soc_min * u.e, u.soc_max * u.e
-    if cap.chosen:
-        e = b.add_vars((s, h), 0.0, cap.upper(e_max))
-        cap.limit(b, [(1.0, e)], e_max, h, below=True)
-        cap.limit(b, [(1.0, e)], e_min, h, below=False)
-    else:
-        e = b.add_vars((s, h), cap.upper(e_min), cap.upper(e_max))
-    cap.gated(b, pd, u.p, mode, on=True)
-    cap.gated(b, pc, u.p, mode, on=False)
-    b.add_rows([(1.0, pd), (-u.p_block[:, COL], mode)], lo=0.0)
-    later = _later(h)
-    balance = [
-        (1.0, e),
-        (-later, previous(e)),
-        (-dt * u.eta_c[:, COL], pc),
-        (dt / u.eta_d[:, COL], pd),
-    ]
-    _energy_start(b, balance, cap, at_start(state_e0, h) * u.e[:, COL])
-    dev_up = b.add_vars((s, h), 0.0, INF)
-    dev_dn = b.add_vars((s, h), 0.0, INF)
-    band = SOC_DEAD_BAND * (e_max - e_min)
-    cap.limit(b, [(1.0, e), (-1.0, dev_up)], u.soc_target * u.e + band, h, below=True)
-    cap.limit(b, [(1.0, e), (1.0, dev_dn)], u.soc_target * u.e - band, h, below=False)
-    deg = u.deg_cost[:, COL] * dt
-    rest = wt.restoration * dt
-    cost = [(deg, pc), (deg, pd), (rest, dev_up), (rest, dev_dn)]
-    return StorageHandles(pc, pd, mode, e, dev_up, dev_dn), cost
-
-
-def _energy_start(b, balance: list[Term], cap: Capacity, e0_per_module: np.ndarray) -> None:
-    """The energy balance rows: e_t - e_{t-1} - charge + discharge = e0 (period 0) or 0."""
-    if cap.chosen:
-        coef = -e0_per_module  # (S, H): nonzero in period 0 only
-        terms = [*balance, (coef, np.broadcast_to(cap.cols[:, COL], coef.shape))]
-        b.add_rows(terms, lo=0.0, hi=0.0)
-    else:
-        rhs = e0_per_module * cap.count[:, COL]
-        b.add_rows(balance, lo=rhs, hi=rhs)
-
-
-@dataclass(frozen=True, eq=False)
-class GenHandles:
-    p: np.ndarray  # (G, H)
-    u: np.ndarray  # committed
-    s: np.ndarray  # start
-    w: np.ndarray  # stop
-
-
-def define_fast_gen(
-    b, u: GenData, cap: Capacity, d: ScenarioData, state: InitialState, head: np.ndarray
-):
-    """Fast generation: commitment with start-up delay (state bounds), synchronisation at
-    minimum output then ramps (from the output of the last step in period 0), min up/down,
-    start cost and marginal cost. The modules at a bus commit together."""
-    g, h, dt = len(u), d.periods, d.dt_h
-    p = b.add_vars((g, h), 0.0, cap.upper(u.p))
-    on = b.add_vars((g, h), state.g_u_lb, state.g_u_ub, integer=head)
-    start = b.add_vars((g, h), 0.0, state.g_s_ub, integer=head)
-    stop = b.add_vars((g, h), 0.0, 1.0, integer=head)
-    cap.gated(b, p, u.p, on, on=True)
-    cap.gated_floor(b, p, u.p_min, on)
-    later = _later(h)
-    u0 = at_start(state.g_u0, h)
-    b.add_rows([(1.0, on), (-later, previous(on)), (-1.0, start), (1.0, stop)], lo=u0, hi=u0)
-    b.add_rows([(1.0, start), (1.0, stop)], hi=1.0)
-    # period 0 starts now: the unit moves only as far as its ramp allows since the last step;
-    # a start synchronises at p_min and ramps from there
-    p0 = at_start(state.g_p0, h)
-    ramp = np.repeat(u.ramp[:, COL], h, axis=1)
-    ramp[:, 0] = u.ramp_per_s * state.g_ramp0_s
-    up = [(1.0, p), (-later, previous(p)), (-cap.upper(u.p_min), start)]
-    cap.limit(b, up, ramp, h, below=True, extra=p0)
-    down = [(-1.0, p), (later, previous(p)), (-cap.upper(u.p), stop)]
-    cap.limit(b, down, ramp, h, below=True, extra=-p0)
-    # min up / down: a start in the last `up` periods keeps the unit on (history: bounds on u)
-    for starts, periods, sign, rhs in ((start, u.up, -1.0, 0.0), (stop, u.down, 1.0, 1.0)):
-        lags = range(int(min(periods.max(initial=1), h)))
-        terms = [lagged(starts, lag, lag < periods[:, COL]) for lag in lags]
-        b.add_rows([*terms, (sign, on)], hi=rhs)
-    # a start costs the group's start cost; for a chosen size, one module's (a lower bound:
-    # the product of a start and a size is not linear, and start costs are small)
-    per_start = u.start_cost if cap.chosen else u.start_cost * cap.count
-    cost = [(u.mc[:, COL] * dt, p), (per_start[:, COL], start)]
-    return GenHandles(p, on, start, stop), cost
-
-
-@dataclass(frozen=True, eq=False)
-class DrHandles:
-    curtail: np.ndarray  # (D, H)
-    active: np.ndarray
-    activate: np.ndarray
-    payback: np.ndarray
-    owed: np.ndarray
-
-
-def define_dr(b, u: DrData, cap: Capacity, d: ScenarioData, state: InitialState, wt: Weights, head):
-    """Demand response: activation after its notice, curtailment up to its block, at most
-    `max_on` consecutive periods, an energy budget over the window, and a rebound owed and
-    paid back later (owed energy carries the restoration weight)."""
-    n, h, dt = len(u), d.periods, d.dt_h
-    dd = b.add_vars((n, h), 0.0, cap.upper(u.p))
-    active = b.add_vars((n, h), 0.0, 1.0, integer=head)
-    activate = b.add_vars((n, h), 0.0, state.d_z_ub, integer=head)
-    pb = b.add_vars((n, h), 0.0, cap.upper(u.payback))
-    owed = b.add_vars((n, h), 0.0, INF)
-    cap.gated(b, dd, u.p, active, on=True)
-    cap.gated(b, pb, u.payback, active, on=False)
-    later = _later(h)
-    a0 = at_start(state.d_a0, h)
-    b.add_rows([(1.0, active), (-later, previous(active)), (-1.0, activate)], hi=a0)
-    # max duration: of any max_on + 1 consecutive periods at least one is inactive
-    lags = range(int(min(u.max_on.max(initial=-1), h - 1)) + 1)
-    if len(lags) and n:
-        terms = [lagged(active, lag, lag <= u.max_on[:, COL]) for lag in lags]
-        b.add_rows(terms, hi=state.d_run_left)
-    # the energy budget left bounds what the whole window curtails
-    _budget_rows(b, dd, dt, state.d_budget * u.energy, cap)
-    own0 = at_start(state.d_owed0, h)
-    b.add_rows(
-        [(1.0, owed), (-later, previous(owed)), (-dt * u.rebound[:, COL], dd), (dt, pb)],
-        lo=own0,
-        hi=own0,
-    )
-    cost = [(u.cost[:, COL] * dt, dd), (wt.restoration * dt, owed)]
-    return DrHandles(dd, active, activate, pb, owed), cost
-
-
-def _budget_rows(b, dd: np.ndarray, dt: float, budget: np.ndarray, cap: Capacity) -> None:
-    """sum over the window of dt x curtailment <= the budget left (scaled by the size)."""
-    n, h = dd.shape
-    if n == 0:
-        return
-    terms = [(np.full(n, dt), dd[:, t]) for t in range(h)]
-    if cap.chosen:
-        b.add_rows([*terms, (-budget, cap.cols)], hi=0.0)
-    else:
-        b.add_rows(terms, hi=budget * cap.count)
 
 
 def define_balances(

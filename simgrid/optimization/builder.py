@@ -20,8 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse import csc_matrix
 
-Term = tuple[np.ndarray | float, np.ndarray]
-INF = np.inf
+from simgrid.units.base import INF, Term  # one definition, shared with the units
 
 
 def _flat(value, shape: tuple[int, ...], dtype=float) -> np.ndarray:

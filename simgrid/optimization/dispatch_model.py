@@ -13,14 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simgrid.fcm import STORAGE, Unit, UnitType
+from simgrid.fcm import Unit
 from simgrid.network import Network
 from simgrid.optimization.blocks import (
-    Capacity,
-    DrData,
-    DrHandles,
-    GenData,
-    GenHandles,
     ImportHandles,
     InitialState,
     ModelOptions,
@@ -28,54 +23,54 @@ from simgrid.optimization.blocks import (
     NetworkHandles,
     ScenarioData,
     ShedHandles,
-    StorageData,
-    StorageHandles,
     Weights,
     define_balances,
-    define_dr,
-    define_fast_gen,
     define_import,
     define_network,
     define_shedding,
-    define_storage,
 )
 from simgrid.optimization.builder import Term
 from simgrid.types import Campus
+from simgrid.units import FAMILIES, Module
+from simgrid.units.base import Capacity, Window
 
 
 @dataclass(frozen=True, eq=False)
 class UnitData:
-    """The units of a model by type, ratings per module (Stage-II: an aggregated unit is one
-    module of its aggregated size)."""
+    """The units of a model by family (`parts`, in the registry's order; ratings per module,
+    and in Stage-II an aggregated unit is one module of its aggregated size). `index[f]`:
+    where family f's units stand in the order the caller gave them."""
 
-    storage: StorageData
-    gen: GenData
-    dr: DrData
+    parts: tuple
+    index: tuple[np.ndarray, ...]
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
 
 
 @dataclass(frozen=True, eq=False)
 class Sizes:
-    """How many modules each unit has (fixed, or first-stage columns)."""
+    """How many modules each unit has, per family (fixed, or first-stage columns)."""
 
-    storage: Capacity
-    gen: Capacity
-    dr: Capacity
+    caps: tuple[Capacity, ...]
 
     @classmethod
     def fixed(cls, units: UnitData) -> Sizes:
-        return cls(*(Capacity.fixed(np.ones(len(x))) for x in (units.storage, units.gen, units.dr)))
+        return cls(tuple(Capacity.fixed(np.ones(len(p))) for p in units.parts))
 
 
 @dataclass(frozen=True, eq=False)
 class Handles:
-    """Column ids of everything a caller reads back."""
+    """Column ids of everything a caller reads back (`units`: per family)."""
 
     network: NetworkHandles
     shed: ShedHandles
     imports: ImportHandles
-    storage: StorageHandles
-    gen: GenHandles
-    dr: DrHandles
+    units: tuple
+
+    def of(self, family: str):
+        """One family's handles (by its name, e.g. "storage")."""
+        return self.units[[f.name for f in FAMILIES].index(family)]
 
 
 def assemble(
@@ -93,23 +88,18 @@ def assemble(
     # later periods may weigh less (Stage-II): under a flat forecast relief would otherwise be
     # postponed call after call (acting later looks as good, and owed energy costs holding)
     disc = options.discount ** np.arange(h)
-    head = options.head(h)
     nh, c_net = define_network(b, net, data, wt, disc)
     sh, c_shed = define_shedding(b, net, data, wt, disc)
     ih, c_imp = define_import(b, data, state, wt, disc)
-    st, c_st = define_storage(b, units.storage, sizes.storage, data, state.st_e0, wt, head)
-    gh, c_gen = define_fast_gen(b, units.gen, sizes.gen, data, state, head)
-    dh, c_dr = define_dr(b, units.dr, sizes.dr, data, state, wt, head)
-    injections = (
-        (units.storage.bus, st.pd, 1.0),
-        (units.storage.bus, st.pc, -1.0),
-        (units.gen.bus, gh.p, 1.0),
-        (units.dr.bus, dh.curtail, 1.0),
-        (units.dr.bus, dh.payback, -1.0),
-    )
+    window = Window(data.dt_h, h, options.head(h), wt.restoration)
+    handles, cost, injections = [], [*c_net, *c_shed, *c_imp], []
+    for fam, part, cap, start in zip(FAMILIES, units.parts, sizes.caps, state.units, strict=True):
+        hd, c = fam.define(b, part, cap, start, window)
+        handles.append(hd)
+        cost += c
+        injections += fam.injections(part, hd)
     define_balances(b, net, data, nh, sh, ih, injections)
-    cost = [*c_net, *c_shed, *c_imp, *c_st, *c_gen, *c_dr]
-    return Handles(nh, sh, ih, st, gh, dh), cost
+    return Handles(nh, sh, ih, tuple(handles)), cost
 
 
 def network_data(
@@ -139,58 +129,14 @@ def network_data(
     )
 
 
-def periods(seconds, dt_s: float) -> np.ndarray:
-    """Whole periods of `dt_s` that cover `seconds` (delays, minimum times)."""
-    return np.ceil(np.asarray(seconds, dtype=float) / dt_s - 1e-9)
-
-
-def unit_data(modules: Sequence, buses: Sequence[int], dt_s: float, horizon: int) -> UnitData:
-    """Model data of modules (catalogue `Module`s, or a unit's aggregated module) at buses."""
-    pairs = list(zip(modules, buses, strict=True))
-
-    def pick(types, attr):
-        return np.array([getattr(m, attr) for m, _ in pairs if m.type in types], float)
-
-    def bus(types):
-        return np.array([b for m, b in pairs if m.type in types], dtype=int)
-
-    st, g, dr = STORAGE, (UnitType.FAST_GEN,), (UnitType.DR,)
-    return UnitData(
-        storage=StorageData(
-            bus=bus(st),
-            p=pick(st, "p_mw"),
-            e=pick(st, "e_mwh"),
-            soc_min=pick(st, "soc_min"),
-            soc_max=pick(st, "soc_max"),
-            soc_target=pick(st, "soc_target"),
-            eta_c=pick(st, "eta_charge"),
-            eta_d=pick(st, "eta_discharge"),
-            p_block=pick(st, "p_min_block_mw"),
-            deg_cost=pick(st, "degradation_cost_per_mwh"),
-        ),
-        gen=GenData(
-            bus=bus(g),
-            p=pick(g, "p_mw"),
-            p_min=pick(g, "p_min_mw"),
-            ramp=np.minimum(pick(g, "ramp_mw_per_min") * dt_s / 60, pick(g, "p_mw")),
-            ramp_per_s=pick(g, "ramp_mw_per_min") / 60,
-            up=np.maximum(periods(pick(g, "min_up_s"), dt_s), 1),
-            down=np.maximum(periods(pick(g, "min_down_s"), dt_s), 1),
-            start_cost=pick(g, "start_cost"),
-            delay_s=pick(g, "start_delay_s"),
-            mc=pick(g, "marginal_cost_per_mwh"),
-        ),
-        dr=DrData(
-            bus=bus(dr),
-            p=pick(dr, "p_mw"),
-            payback=pick(dr, "payback_mw"),
-            rebound=pick(dr, "rebound_fraction"),
-            max_on=np.minimum(np.floor(pick(dr, "max_duration_s") / dt_s + 1e-9), horizon + 1),
-            cost=pick(dr, "cost_per_mwh"),
-            notice_s=pick(dr, "notification_s"),
-            energy=pick(dr, "energy_mwh"),
-        ),
-    )
+def unit_data(modules: Sequence[Module], buses: Sequence[int], dt_s: float, h: int) -> UnitData:
+    """Model data of modules (catalogue modules, or a unit's aggregated module) at buses."""
+    parts, index = [], []
+    for fam in FAMILIES:
+        idx = [i for i, m in enumerate(modules) if m.type in fam.types]
+        parts.append(fam.data([modules[i] for i in idx], [buses[i] for i in idx], dt_s, h))
+        index.append(np.array(idx, dtype=int))
+    return UnitData(tuple(parts), tuple(index))
 
 
 def units_data(units: Sequence[Unit], dt_s: float, horizon: int) -> UnitData:
@@ -200,27 +146,11 @@ def units_data(units: Sequence[Unit], dt_s: float, horizon: int) -> UnitData:
 
 def idle_state(units: UnitData, data: ScenarioData, follow_mw: float = 0.0) -> InitialState:
     """Units at rest and at their targets, budgets full, no history: the start of a planning
-    window (and of validation helpers)."""
-    h = data.periods
-    g, d = len(units.gen), len(units.dr)
-    reach = data.ramp
-    t = np.arange(h)
-    s_ub = np.where(t[None, :] < periods(units.gen.delay_s, data.dt_h * 3600)[:, None], 0.0, 1.0)
-    z_ub = np.where(t[None, :] < periods(units.dr.notice_s, data.dt_h * 3600)[:, None], 0.0, 1.0)
-    m = units.dr.max_on[:, None]
+    window."""
+    h, reach = data.periods, data.ramp
+    dt_s = data.dt_h * 3600
     return InitialState(
         follow_lo=max(-data.band, follow_mw - reach),
         follow_hi=min(data.band, follow_mw + reach),
-        st_e0=units.storage.soc_target.copy(),
-        g_p0=np.zeros(g),
-        g_ramp0_s=np.full(g, data.dt_h * 3600),
-        g_u0=np.zeros(g),
-        g_u_lb=np.zeros((g, h)),
-        g_u_ub=np.ones((g, h)),
-        g_s_ub=s_ub.reshape(g, h),
-        d_a0=np.zeros(d),
-        d_z_ub=z_ub.reshape(d, h),
-        d_run_left=np.broadcast_to(m, (d, h)).astype(float).copy(),
-        d_budget=np.ones(d),
-        d_owed0=np.zeros(d),
+        units=tuple(f.idle_start(p, dt_s, h) for f, p in zip(FAMILIES, units.parts, strict=True)),
     )

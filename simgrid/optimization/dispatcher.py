@@ -32,7 +32,7 @@ import xarray as xr
 from simgrid.aiload import campus_loads_mw
 from simgrid.config import DispatchConfig, UpstreamConfig
 from simgrid.errors import ConfigError
-from simgrid.fcm import STORAGE, Unit, UnitType
+from simgrid.fcm import Unit
 from simgrid.ncio import variables
 from simgrid.network import Network
 from simgrid.optimization import lpfirst, realtime
@@ -62,6 +62,7 @@ from simgrid.optimization.state import Applied, Plan, UnitState
 from simgrid.powerflow import PowerFlowEngine
 from simgrid.profiles import LoadProfile, campus_profile
 from simgrid.types import Campus, GridState, SetPoints, Snapshot, SolveStatus, UnitReport
+from simgrid.units import FAMILIES
 
 log = logging.getLogger(__name__)
 
@@ -169,9 +170,9 @@ class RollingDispatcher:
         not state: a block boundary rests them)."""
         ai = self._ai_prev
         return Snapshot.join(
-            units=Snapshot.of_fields(self.state),
-            plan=None if self._plan is None else Snapshot.of_fields(self._plan),
-            applied=Snapshot.of_fields(self._applied),
+            units=self.state.snapshot(),
+            plan=None if self._plan is None else self._plan.snapshot(),
+            applied=self._applied.snapshot(),
             t_step_s=self._t_step,
             el_s=self._el_s,
             ai_prev_t_s=None if ai is None else ai[0],
@@ -182,19 +183,10 @@ class RollingDispatcher:
         if snap is None:
             raise ConfigError("<checkpoint>", "policy", None, "missing from the checkpoint")
         n_bus, none = self.network.n_bus, np.zeros(len(self.campuses))
-        self.state = snap.require("units").fields_like(UnitState.initial(self.ud))
-        st = self.ud.storage
-        e, tol = self.state.e, 1e-9
-        if not np.all((e >= st.soc_min * st.e - tol) & (e <= st.soc_max * st.e + tol)):
-            raise ConfigError(
-                snap.source,
-                snap.prefix + "units.e",
-                "...",
-                "stored energy outside the units' range",
-            )
+        self.state = UnitState.restore(snap.require("units"), self.ud)
         plan = snap.part("plan")
-        self._plan = None if plan is None else plan.fields_like(Plan.zeros(self.ud, self.h, n_bus))
-        self._applied = snap.require("applied").fields_like(Applied.idle(self.ud, n_bus))
+        self._plan = None if plan is None else Plan.restore(plan, self.ud, self.h, n_bus)
+        self._applied = Applied.restore(snap.require("applied"), self.ud, n_bus)
         has = snap.arrays.__contains__
         self._t_step = snap.number("t_step_s", 0.0) if has("t_step_s") else None
         self._el_s = snap.number("el_s", 0.0)
@@ -316,7 +308,7 @@ class RollingDispatcher:
                 milp,
                 hd,
                 start,
-                self.ud.storage.p_block,
+                self.ud,
                 gap=self.cfg.mip_gap,
                 abs_gap=self.cfg.mip_abs_gap,
                 time_limit_s=self.cfg.time_limit_s,
@@ -372,12 +364,7 @@ class RollingDispatcher:
         )
         return Plan(
             st.t_s,
-            x[hd.storage.pc],
-            x[hd.storage.pd],
-            x[hd.gen.p],
-            x[hd.gen.u],
-            x[hd.dr.curtail],
-            x[hd.dr.payback],
+            tuple(f.plan_of(x, fh) for f, fh in zip(FAMILIES, hd.units, strict=True)),
             shed_p,
             shed_q,
             float(st.served_p_mw().sum()),
@@ -441,7 +428,7 @@ class RollingDispatcher:
         self._advance(st.t_s)
         base = self._plan.at(0) if self._plan is not None else self._applied
         lo, hi = self._limits()
-        planned = np.concatenate([base.st_p, base.g_p])
+        planned = self._followed_p(base)
         shed_p = base.shed_p
         if self.cfg.realtime == "follow" and self._plan is not None:
             # what the plan did not foresee: the demand's change beyond the schedule's
@@ -459,39 +446,43 @@ class RollingDispatcher:
         self._applied = applied
         return self._setpoints(applied, SolveStatus.IDLE, time.perf_counter() - t0)
 
+    def _followers(self):
+        """The families whose units follow between calls, with their data, state and the
+        slice of the stacked powers they take (in the registry's order)."""
+        k = 0
+        for i, (f, part) in enumerate(zip(FAMILIES, self.ud.parts, strict=True)):
+            if f.follows():
+                yield i, f, part, slice(k, k + len(part))
+                k += len(part)
+
+    def _followed_p(self, ap: Applied) -> np.ndarray:
+        """The following units' powers in `ap`, stacked (net, generation-positive)."""
+        parts = [f.injection_mw(ap.units[i]) for i, f, _, _ in self._followers()]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
     def _limits(self) -> tuple[np.ndarray, np.ndarray]:
-        """What storage (net, discharge-positive) and generators can do at this step."""
-        s, st, gen = self.state, self.ud.storage, self.ud.gen
+        """What the following units can do at this step (stacked as `_followed_p`)."""
         hold_h = self.step_s / 3600
-        dis = np.minimum(st.p, np.maximum(s.e - st.soc_min * st.e, 0) * st.eta_d / hold_h)
-        dis = np.where(dis >= st.p_block, dis, 0.0)  # LDES: a block or nothing
-        ch = np.minimum(st.p, np.maximum(st.soc_max * st.e - s.e, 0) / st.eta_c / hold_h)
-        reach = gen.ramp_per_s * self._el_s
-        g_lo = np.where(s.g_on, np.maximum(gen.p_min, s.g_p - reach), 0.0)
-        g_hi = np.where(s.g_on, np.minimum(gen.p, s.g_p + reach), 0.0)
-        return np.concatenate([-ch, g_lo]), np.concatenate([dis, np.maximum(g_hi, g_lo)])
+        bounds = [
+            f.limits(self.state.units[i], part, hold_h, self._el_s)
+            for i, f, part, _ in self._followers()
+        ]
+        if not bounds:
+            return np.zeros(0), np.zeros(0)
+        return np.concatenate([b[0] for b in bounds]), np.concatenate([b[1] for b in bounds])
 
     def _split(self, p: np.ndarray, base: Applied, shed_p, shed_q) -> Applied:
-        """Storage and generator powers `p` (stacked as in `_limits`) as applied set-points."""
-        st = self.ud.storage
-        st_p, g_p = p[: len(st)], p[len(st) :]
-        block = (st_p > 0) & (st_p < st.p_block)  # LDES: round to the nearer of 0 and a block
-        st_p = np.where(block, np.where(st_p >= st.p_block / 2, st.p_block, 0.0), st_p)
-        return Applied(
-            np.maximum(-st_p, 0.0),
-            np.maximum(st_p, 0.0),
-            self.state.g_on.copy(),
-            g_p * self.state.g_on,
-            base.d_d,
-            base.d_pb,
-            shed_p,
-            shed_q,
-        )
+        """Stacked powers `p` of the following units as applied set-points; the others (DR:
+        it cannot act without notice) as in `base`."""
+        units = list(base.units)
+        for i, f, part, take in self._followers():
+            units[i] = f.followed(p[take], base.units[i], self.state.units[i], part)
+        return Applied(tuple(units), shed_p, shed_q)
 
     def _limited(self, ap: Applied) -> Applied:
         """A held plan's set-points within what the units can do now."""
         lo, hi = self._limits()
-        p = np.clip(np.concatenate([ap.st_p, ap.g_p]), lo, hi)
+        p = np.clip(self._followed_p(ap), lo, hi)
         return self._split(p, ap, ap.shed_p, ap.shed_q)
 
     def _emergency(self, st: GridState) -> Applied:
@@ -525,21 +516,12 @@ class RollingDispatcher:
 
     def report(self, t_s: float) -> UnitReport:
         """Units' power, energy, commitment and curtailment as applied at this step."""
-        ap, s = self._applied, self.state
         n = len(self.units)
         p, soc, on, dr = np.zeros(n), np.full(n, np.nan), np.zeros(n), np.zeros(n)
-        kinds = np.array([u.type for u in self.units])
-        is_st = np.isin(kinds, STORAGE)
-        is_g = kinds == UnitType.FAST_GEN
-        is_d = kinds == UnitType.DR
-        p[is_st] = ap.st_p
-        soc[is_st] = s.e
-        p[is_g] = ap.g_p
-        on[is_g] = ap.g_on
-        on[is_st] = 1.0
-        p[is_d] = ap.d_d - ap.d_pb
-        dr[is_d] = ap.d_d
-        on[is_d] = ap.d_d > 1e-9
+        units = zip(self._applied.units, self.state.units, strict=True)
+        parts = zip(FAMILIES, self.ud.parts, self.ud.index, units, strict=True)
+        for f, part, at, (ap, state) in parts:
+            p[at], soc[at], on[at], dr[at] = f.report(ap, state, part)
         return UnitReport(p, soc, on, dr)
 
     def _at_buses(self, per_campus: np.ndarray) -> np.ndarray:
@@ -552,25 +534,23 @@ def unit_dataset(units: Sequence[Unit]) -> xr.Dataset:
     def col(fn, dtype=float):
         return np.array([fn(u) for u in units], dtype=dtype)
 
-    def cost(u: Unit) -> float:
-        m = u.module
-        return {UnitType.FAST_GEN: m.marginal_cost_per_mwh, UnitType.DR: m.cost_per_mwh}.get(
-            u.type, m.degradation_cost_per_mwh
-        )
-
     data = {
-        "unit_type": (col(lambda u: u.type.value, str), "1", "FCM type"),
+        "unit_type": (col(lambda u: u.type, str), "1", "FCM type"),
         "unit_bus": (col(lambda u: u.bus, np.int32), "1", "bus of the unit"),
         "unit_count": (col(lambda u: u.count, np.int32), "1", "modules aggregated"),
         "unit_p_mw": (col(lambda u: u.module.p_mw), "MW", "power rating"),
-        "unit_e_mwh": (col(lambda u: u.module.e_mwh), "MWh", "energy rating (storage)"),
+        "unit_e_mwh": (
+            col(lambda u: u.family.energy_mwh(u.module)),
+            "MWh",
+            "energy rating (storage)",
+        ),
         "unit_cost_per_mwh": (
-            col(cost),
+            col(lambda u: u.family.cost_per_mwh(u.module)),
             "$/MWh",
             "marginal, curtailment or degradation cost "
             "per MWh generated, curtailed or passed through",
         ),
-        "unit_start_cost": (col(lambda u: u.module.start_cost), "$", "cost per start"),
+        "unit_start_cost": (col(lambda u: u.family.start_cost(u.module)), "$", "cost per start"),
     }
     return xr.Dataset(
         variables("unit", data),

@@ -1,9 +1,9 @@
 """Answering a dispatch window from its LP relaxation when that is as good as the MILP.
 
-The binaries of the integral head are rounded by what they mean -- storage in discharge mode
-when it discharges more than it charges (an LDES below half its minimum block: not at all), a
-generator committed when it produces or must be on, DR active when it curtails, starts, stops
-and activations from the off -> on transitions. The point is accepted if it satisfies every row
+The binaries of the integral head are rounded by what they mean, each family by its own rule
+(simgrid.units: storage in discharge mode when it discharges more than it charges, a generator
+committed when it produces or must be on, DR active when it curtails, starts, stops and
+activations from the off -> on transitions). The point is accepted if it satisfies every row
 and bound at the LP bound: then it is optimal for the MILP. Otherwise the rounded binaries are
 fixed and the LP solved once more (a dive); that point is accepted within the MIP gap (relative
 or absolute) of the first LP bound -- the guarantee the MILP path gives. Otherwise the caller
@@ -17,8 +17,9 @@ import numpy as np
 
 from simgrid.optimization.blocks import InitialState
 from simgrid.optimization.builder import Milp
-from simgrid.optimization.dispatch_model import Handles
+from simgrid.optimization.dispatch_model import Handles, UnitData
 from simgrid.optimization.solve import PersistentModel
+from simgrid.units import FAMILIES
 
 FEASIBILITY_TOL = 1e-6
 
@@ -31,28 +32,18 @@ class LpAnswer:
 
 
 def rounded(
-    x: np.ndarray, milp: Milp, hd: Handles, state: InitialState, p_block: np.ndarray
+    x: np.ndarray, milp: Milp, hd: Handles, state: InitialState, ud: UnitData
 ) -> np.ndarray:
-    """An LP point with the integral head's binaries rounded by what they mean."""
+    """An LP point with the integral head's binaries rounded by what they mean (each family's
+    rule, simgrid.units)."""
     x = x.copy()
-    tol = 1e-7
     ints = milp.integer
-    st, gen, dr = hd.storage, hd.gen, hd.dr
 
     def put(ids: np.ndarray, values: np.ndarray) -> None:
         x[ids] = np.where(ints[ids], values, x[ids])
 
-    # by the net flow: the relaxation may charge and discharge at once to spend energy above
-    # the SoC target, which the rounded point must do by charging less
-    put(st.mode, x[st.pd] - x[st.pc] >= np.maximum(p_block[:, None] / 2, tol))
-    put(gen.u, (x[gen.p] > tol) | (milp.lb[gen.u] > 0.5))
-    on = x[gen.u]
-    before = np.concatenate([state.g_u0[:, None], on[:, :-1]], axis=1)
-    put(gen.s, np.maximum(on - before, 0.0))
-    put(gen.w, np.maximum(before - on, 0.0))
-    put(dr.active, x[dr.curtail] > tol)
-    before = np.concatenate([state.d_a0[:, None], x[dr.active][:, :-1]], axis=1)
-    put(dr.activate, np.maximum(x[dr.active] - before, 0.0))
+    for f, fh, start, part in zip(FAMILIES, hd.units, state.units, ud.parts, strict=True):
+        f.round(x, put, milp.lb, fh, start, part)
     x[ints] = np.round(x[ints])
     return x
 
@@ -72,7 +63,7 @@ def answer(
     milp: Milp,
     hd: Handles,
     state: InitialState,
-    p_block: np.ndarray,
+    ud: UnitData,
     *,
     gap: float,
     abs_gap: float,
@@ -83,7 +74,7 @@ def answer(
     if first.x is None or first.termination.value != "optimal":
         return None
     bound = float(milp.cost @ first.x)
-    x = rounded(first.x, milp, hd, state, p_block)
+    x = rounded(first.x, milp, hd, state, ud)
     if feasible(x, milp) and milp.cost @ x <= bound + 1e-7 * (1.0 + abs(bound)):
         return LpAnswer(x, float(milp.cost @ x), dived=False)
     fixed = np.flatnonzero(milp.integer)

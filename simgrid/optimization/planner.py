@@ -24,12 +24,13 @@ import numpy as np
 
 from simgrid.config import PlanningConfig
 from simgrid.errors import ConfigError
-from simgrid.fcm import STORAGE, Catalogue, Module, UnitType
-from simgrid.optimization.blocks import Capacity, ModelOptions, NetworkData, ScenarioData, Weights
+from simgrid.fcm import Catalogue, Module
+from simgrid.optimization.blocks import ModelOptions, NetworkData, ScenarioData, Weights
 from simgrid.optimization.builder import INF
-from simgrid.optimization.dispatch_model import Sizes, assemble, idle_state, unit_data
+from simgrid.optimization.dispatch_model import Sizes, UnitData, assemble, idle_state, unit_data
 from simgrid.optimization.risk import RiskSpec, cvar, nominal_risk, worst_case
 from simgrid.optimization.solve import SolveResult, Termination
+from simgrid.units.base import Capacity
 
 
 @dataclass(frozen=True, eq=False)
@@ -212,17 +213,10 @@ def define_recourse(
 
 
 def sizes_of(
-    ud, units: tuple[tuple[Module, int], ...], size: np.ndarray, max_size: np.ndarray
+    ud: UnitData, units: tuple[tuple[Module, int], ...], size: np.ndarray, max_size: np.ndarray
 ) -> Sizes:
-    """Each block's units (in unit_data's order: storage, generators, DR) sized by columns."""
-    kinds = [m.type for m, _ in units]
-    groups = (
-        [i for i, k in enumerate(kinds) if k in STORAGE],
-        [i for i, k in enumerate(kinds) if k is UnitType.FAST_GEN],
-        [i for i, k in enumerate(kinds) if k is UnitType.DR],
-    )
-    caps = [Capacity(max_size[g], size[g]) for g in groups]
-    return Sizes(*caps)
+    """Each family's units (in unit_data's order) sized by their first-stage columns."""
+    return Sizes(tuple(Capacity(max_size[idx], size[idx]) for idx in ud.index))
 
 
 def check_solved(problem: PlanningProblem, res: SolveResult) -> None:

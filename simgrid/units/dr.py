@@ -1,0 +1,245 @@
+"""Demand response: a curtailable block activated after its notice, at most `max_duration_s`
+at a time, within an energy budget, with a rebound owed and paid back later."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from simgrid.units.base import (
+    COL,
+    INF,
+    Capacity,
+    Family,
+    Key,
+    Module,
+    Window,
+    at_start,
+    lagged,
+    later,
+    periods,
+    pick,
+    previous,
+)
+
+
+@dataclass(frozen=True)
+class DrModule(Module):
+    """p_mw (curtailable block), notification_s, max_duration_s, energy_mwh (budget),
+    rebound_fraction (energy paid back later), payback_mw (payback rate), cost_per_mwh."""
+
+    notification_s: float = 0.0
+    max_duration_s: float = math.inf
+    energy_mwh: float = math.inf
+    rebound_fraction: float = 0.0
+    payback_mw: float = 0.0
+    cost_per_mwh: float = 0.0
+
+    SCALED = ("p_mw", "capex", "energy_mwh", "payback_mw")
+
+
+@dataclass(frozen=True, eq=False)
+class DrData:
+    """Demand response blocks, per module; times in periods of the window."""
+
+    bus: np.ndarray
+    p: np.ndarray
+    payback: np.ndarray
+    rebound: np.ndarray
+    max_on: np.ndarray  # max consecutive active periods
+    cost: np.ndarray
+    notice_s: np.ndarray
+    energy: np.ndarray  # budget, MWh
+
+    def __len__(self) -> int:
+        return len(self.bus)
+
+
+@dataclass(frozen=True, eq=False)
+class DrHandles:
+    curtail: np.ndarray  # (D, H)
+    active: np.ndarray
+    activate: np.ndarray
+    payback: np.ndarray
+    owed: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class DrStart:
+    a0: np.ndarray  # active before period 0
+    z_ub: np.ndarray  # (D, H): activation allowed (notification delay)
+    run_left: np.ndarray  # (D, H): active periods allowed in the max_on + 1 periods to t
+    budget: np.ndarray  # fraction of the budget left
+    owed0: np.ndarray
+
+
+@dataclass
+class DrState:
+    on: np.ndarray
+    run_s: np.ndarray
+    used: np.ndarray  # MWh curtailed so far
+    owed: np.ndarray  # MWh of rebound owed
+    ready_at: np.ndarray  # notified: when curtailment may start (nan: no notice given)
+
+
+@dataclass(frozen=True, eq=False)
+class DrApplied:
+    curtail: np.ndarray
+    payback: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class DrPlan:
+    curtail: np.ndarray  # (D, H)
+    payback: np.ndarray
+
+
+class DemandResponse(Family):
+    name = "dr"
+    module = DrModule
+    types = {
+        "dr": (
+            Key("notification_s"),
+            Key("max_duration_s", unbounded=True),
+            Key("energy_mwh", unbounded=True),
+            Key("rebound_fraction", hi=1.0),
+            Key("payback_mw"),
+            Key("cost_per_mwh"),
+        )
+    }
+
+    def data(self, modules: Sequence[DrModule], buses, dt_s, h) -> DrData:
+        return DrData(
+            bus=np.array(buses, dtype=int),
+            p=pick(modules, "p_mw"),
+            payback=pick(modules, "payback_mw"),
+            rebound=pick(modules, "rebound_fraction"),
+            max_on=np.minimum(np.floor(pick(modules, "max_duration_s") / dt_s + 1e-9), h + 1),
+            cost=pick(modules, "cost_per_mwh"),
+            notice_s=pick(modules, "notification_s"),
+            energy=pick(modules, "energy_mwh"),
+        )
+
+    def define(self, b, u: DrData, cap: Capacity, start: DrStart, w: Window):
+        """Activation after its notice, curtailment up to its block, at most `max_on`
+        consecutive periods, an energy budget over the window, and a rebound owed and paid
+        back later (owed energy carries the restoration weight)."""
+        n, h, dt = len(u), w.periods, w.dt_h
+        dd = b.add_vars((n, h), 0.0, cap.upper(u.p))
+        active = b.add_vars((n, h), 0.0, 1.0, integer=w.head)
+        activate = b.add_vars((n, h), 0.0, start.z_ub, integer=w.head)
+        pb = b.add_vars((n, h), 0.0, cap.upper(u.payback))
+        owed = b.add_vars((n, h), 0.0, INF)
+        cap.gated(b, dd, u.p, active, on=True)
+        cap.gated(b, pb, u.payback, active, on=False)
+        lt = later(h)
+        a0 = at_start(start.a0, h)
+        b.add_rows([(1.0, active), (-lt, previous(active)), (-1.0, activate)], hi=a0)
+        # max duration: of any max_on + 1 consecutive periods at least one is inactive
+        lags = range(int(min(u.max_on.max(initial=-1), h - 1)) + 1)
+        if len(lags) and n:
+            terms = [lagged(active, lag, lag <= u.max_on[:, COL]) for lag in lags]
+            b.add_rows(terms, hi=start.run_left)
+        # the energy budget left bounds what the whole window curtails
+        cap.budget(b, dd, dt, start.budget * u.energy)
+        own0 = at_start(start.owed0, h)
+        b.add_rows(
+            [(1.0, owed), (-lt, previous(owed)), (-dt * u.rebound[:, COL], dd), (dt, pb)],
+            lo=own0,
+            hi=own0,
+        )
+        cost = [(u.cost[:, COL] * dt, dd), (w.restoration_per_mwh * dt, owed)]
+        return DrHandles(dd, active, activate, pb, owed), cost
+
+    def injections(self, u: DrData, hd: DrHandles):
+        return [(u.bus, hd.curtail, 1.0), (u.bus, hd.payback, -1.0)]
+
+    def idle_start(self, u: DrData, dt_s, h) -> DrStart:
+        d, t = len(u), np.arange(h)
+        z_ub = np.where(t[None, :] < periods(u.notice_s, dt_s)[:, None], 0.0, 1.0)
+        m = u.max_on[:, None]
+        return DrStart(
+            a0=np.zeros(d),
+            z_ub=z_ub.reshape(d, h),
+            run_left=np.broadcast_to(m, (d, h)).astype(float).copy(),
+            budget=np.ones(d),
+            owed0=np.zeros(d),
+        )
+
+    def initial(self, u: DrData) -> DrState:
+        d = len(u)
+        return DrState(np.zeros(d, bool), np.zeros(d), np.zeros(d), np.zeros(d), np.full(d, np.nan))
+
+    def advance(self, state: DrState, ap: DrApplied, u: DrData, el_s, t_s) -> None:
+        el_h = el_s / 3600.0
+        active = ap.curtail > 1e-9
+        state.run_s = np.where(active, state.run_s + el_s, 0.0)
+        state.on = active
+        state.used = state.used + ap.curtail * el_h
+        state.owed = np.maximum(state.owed + (u.rebound * ap.curtail - ap.payback) * el_h, 0)
+        state.ready_at = np.where(active, np.nan, state.ready_at)  # a notice is used once
+
+    def window_start(self, state: DrState, u: DrData, t_s, dt_s, h, el_s) -> DrStart:
+        """Activation bounds from notification delays, notices given and run time; the
+        budget left as a fraction of the unit's."""
+        t_idx = np.arange(h)
+        z_ub = np.ones((len(u), h))
+        z_ub[t_idx[None, :] < periods(u.notice_s, dt_s)[:, None]] = 0.0
+        ready = ~np.isnan(state.ready_at)
+        jr = np.where(ready, periods(np.nan_to_num(state.ready_at) - t_s, dt_s), 0)
+        for k in np.flatnonzero(ready):
+            z_ub[k, max(int(jr[k]), 0) :] = 1.0
+        run = np.floor(state.run_s / dt_s + 1e-9)
+        m = u.max_on[:, None]
+        run_left = m - np.minimum(run[:, None], np.maximum(m - t_idx[None, :], 0))
+        left = np.maximum(u.energy - state.used, 0.0)
+        budget = np.divide(left, u.energy, out=np.ones(len(u)), where=np.isfinite(u.energy))
+        budget = np.where(u.energy > 0, budget, 0.0)
+        return DrStart(state.on.astype(float), z_ub, run_left, budget, state.owed)
+
+    def issue_commands(self, state: DrState, u: DrData, x, hd: DrHandles, t_s, dt_s, h):
+        """An activation the plan makes after the notice is notified now."""
+        kn = periods(u.notice_s, dt_s).astype(int)
+        for i in range(len(u)):
+            if (
+                not state.on[i]
+                and np.isnan(state.ready_at[i])
+                and 0 < kn[i] < h
+                and x[hd.activate[i, kn[i]]] > 0.5
+            ):
+                state.ready_at[i] = t_s + u.notice_s[i]
+
+    def plan_of(self, x, hd: DrHandles) -> DrPlan:
+        return DrPlan(x[hd.curtail], x[hd.payback])
+
+    def plan_zeros(self, u: DrData, h) -> DrPlan:
+        return DrPlan(np.zeros((len(u), h)), np.zeros((len(u), h)))
+
+    def at(self, plan: DrPlan, k: int) -> DrApplied:
+        j = min(k, plan.curtail.shape[1] - 1)
+        return DrApplied(plan.curtail[:, j], plan.payback[:, j])
+
+    def idle(self, u: DrData) -> DrApplied:
+        return DrApplied(np.zeros(len(u)), np.zeros(len(u)))
+
+    def injection_mw(self, ap: DrApplied) -> np.ndarray:
+        return ap.curtail - ap.payback
+
+    def round(self, x, put, lb, hd: DrHandles, start: DrStart, u) -> None:
+        """Active when it curtails; activations from the off -> on transitions."""
+        put(hd.active, x[hd.curtail] > 1e-7)
+        before = np.concatenate([start.a0[:, None], x[hd.active][:, :-1]], axis=1)
+        put(hd.activate, np.maximum(x[hd.active] - before, 0.0))
+
+    def report(self, ap: DrApplied, state, u: DrData):
+        n = len(u)
+        return ap.curtail - ap.payback, np.full(n, np.nan), ap.curtail > 1e-9, ap.curtail
+
+    def cost_per_mwh(self, m: DrModule) -> float:
+        return m.cost_per_mwh
+
+
+FAMILY = DemandResponse()
