@@ -24,8 +24,8 @@ from simgrid.fcm import Catalogue, load_catalogue
 from simgrid.inputs import prepare
 from simgrid.ncio import DatasetKind, package_versions, variables
 from simgrid.optimization.blocks import Weights
-from simgrid.optimization.dispatch_model import network_data
-from simgrid.optimization.losses import marginal_loss_factors
+from simgrid.optimization.lindistflow import marginal_loss_factors
+from simgrid.optimization.network_model import network_model
 from simgrid.optimization.planner import PlanningProblem, PlanResult, Purchase
 from simgrid.optimization.solve import Progress
 from simgrid.optimization.stage1 import solver_for
@@ -88,7 +88,7 @@ def _problem(cfg: RunConfig, set_path: str, planning: PlanningConfig) -> Plannin
     mlf = marginal_loss_factors(nw, base_p, nw.base_load_q_mvar)
     d = cfg.dispatch
     return PlanningProblem(
-        net=network_data(nw, cfg.network.max_loading_percent, ctx.campuses, mlf),
+        net=network_model(nw, cfg.network.max_loading_percent, ctx.campuses, mlf),
         catalogue=catalogue,
         candidates=tuple(int(b) for b in candidates),
         windows=windows,

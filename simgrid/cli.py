@@ -284,7 +284,10 @@ def _run(args: argparse.Namespace) -> int:
     for w in _network_report(cfg, inputs)[1]:
         print(f"simgrid: warning: {w}", file=sys.stderr)
     show = not args.no_progress and sys.stderr.isatty()
-    baseline = DoNothing(inputs.network.n_bus) if cfg.dispatch.policy != "none" else None
+    redispatch_s = cfg.dispatch.redispatch_s
+    baseline = (
+        DoNothing(inputs.network.n_bus, redispatch_s) if cfg.dispatch.policy != "none" else None
+    )
     with tqdm(
         total=cfg.horizon_s,
         unit="s",

@@ -4,6 +4,7 @@ run simulates on and what the Stage-I planner plans on, built in one place."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from simgrid.config import RunConfig
 from simgrid.errors import ConfigError
@@ -13,14 +14,25 @@ from simgrid.profiles import LoadProfile, campus_profile, load_profile
 from simgrid.scenarios.scenarioset import check_scenario_network
 
 
+class Plant(Protocol):
+    """How the simulator builds the plant of a run: its AC power flow (one engine per role:
+    the plant's, the import schedule's) and its protection around the plant's engine."""
+
+    def engine(self, network: Network) -> PowerFlowEngine: ...
+
+    def protection(self, cfg: RunConfig, engine: PowerFlowEngine) -> Any: ...
+
+
 @dataclass(frozen=True, eq=False)
 class SimulationInputs:
-    """Everything the loop needs, already validated and built."""
+    """Everything the loop needs, already validated and built. `plant`: how the plant is
+    built (None: the simulator's standard plant, cosim.simulation.StandardPlant)."""
 
     config: RunConfig
     network: Network
     profile: LoadProfile
     campus_profiles: tuple[LoadProfile, ...] = ()  # one per campus (read from the config if empty)
+    plant: Plant | None = None
 
 
 def prepare(cfg: RunConfig) -> SimulationInputs:

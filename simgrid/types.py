@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -289,10 +289,30 @@ def _kind(a: np.ndarray) -> str:
     return "i" if a.dtype.kind in "iu" else a.dtype.kind
 
 
+@dataclass
+class Cadence:
+    """When a policy plans: at every event step and once `interval_s` (its re-dispatch
+    interval) has passed since its last call."""
+
+    interval_s: float
+    last_s: float = -math.inf
+
+    def due(self, t_s: float, is_event: bool) -> bool:
+        return is_event or t_s - self.last_s >= self.interval_s - 1e-9
+
+    def called(self, t_s: float) -> None:
+        self.last_s = t_s
+
+
 class DispatchPolicy(Protocol):
-    """The seam the Stage-II dispatcher implements: called at event steps and on an interval."""
+    """The seam the Stage-II dispatcher implements: it says when it plans (`due`), plans
+    (`dispatch`), and acts between its calls (`follow`)."""
 
     unit_names: tuple[str, ...]
+
+    def due(self, t_s: float, is_event: bool) -> bool:
+        """Whether it plans at this step (else the plant's real-time layer acts: `follow`)."""
+        ...
 
     def snapshot(self) -> Snapshot:
         """What the policy carries from step to step, as numbers (for a checkpoint)."""
@@ -318,12 +338,22 @@ class DispatchPolicy(Protocol):
 
 @dataclass(frozen=True)
 class DoNothing:
-    """No flexible resource: the feeder rides the shock alone."""
+    """No flexible resource: the feeder rides the shock alone. It "plans" (to do nothing) on
+    the cadence a dispatcher would, so that its runs record the same calls."""
 
     n_bus: int
+    redispatch_s: float = 300.0
     unit_names: tuple[str, ...] = ()
+    cadence: Cadence = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cadence", Cadence(self.redispatch_s))
+
+    def due(self, t_s: float, is_event: bool) -> bool:
+        return self.cadence.due(t_s, is_event)
 
     def dispatch(self, state: GridState) -> SetPoints:
+        self.cadence.called(state.t_s)
         return SetPoints.zeros(self.n_bus)
 
     def follow(self, state: GridState) -> SetPoints:
@@ -334,8 +364,9 @@ class DoNothing:
         return UnitReport(empty, empty, empty, empty)
 
     def snapshot(self) -> Snapshot:
-        return Snapshot({})
+        return Snapshot.join(last_dispatch_s=self.cadence.last_s)
 
     def restore(self, snap: Snapshot | None) -> None:
-        if snap is not None:
-            raise ConfigError(snap.source, "policy", "...", "do-nothing carries no state")
+        if snap is None:
+            raise ConfigError("<checkpoint>", "policy", None, "missing from the checkpoint")
+        self.cadence.last_s = snap.number("last_dispatch_s", 0.0)

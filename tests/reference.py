@@ -12,10 +12,9 @@ from simgrid.optimization.dispatch_model import (
     Sizes,
     assemble,
     idle_state,
-    network_data,
     unit_data,
 )
-from simgrid.optimization.losses import at_receiving_ends
+from simgrid.optimization.lindistflow import LinDistFlow, at_receiving_ends
 from simgrid.optimization.solve import solve
 from simgrid.powerflow import PowerFlowEngine
 
@@ -78,7 +77,7 @@ def lindistflow_vm(
     b = ArrayBuilder()
     hd, cost = assemble(
         b,
-        network_data(network, 1e6),
+        LinDistFlow.of(network, 1e6),
         units,
         Sizes.fixed(units),
         data,

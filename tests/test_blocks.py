@@ -15,9 +15,9 @@ from simgrid.optimization.dispatch_model import (
     Sizes,
     assemble,
     idle_state,
-    network_data,
     unit_data,
 )
+from simgrid.optimization.lindistflow import LinDistFlow
 from simgrid.optimization.solve import solve
 from simgrid.units.base import Capacity
 from simgrid.units.dr import DrModule
@@ -78,8 +78,7 @@ def _data(deficit, *, band=0.0, ramp=0.0, dt_h=1.0, q=0.0) -> ScenarioData:
 
 
 def _net():
-    net = network_data(_two_bus(), 1e6)
-    return replace(net, campus_bus=np.array([1]), campus_q_per_p=np.zeros(1))
+    return LinDistFlow.of(_two_bus(), 1e6).with_campuses(np.array([1]), np.zeros(1))
 
 
 def _solve(data, modules=(), sizes=None, relax=False, fix=None):
@@ -111,7 +110,7 @@ def test_network_block_is_lindistflow_on_two_buses():
 def test_line_ratings_are_currents_at_the_measured_voltage():
     """A rating is a current: the window's MVA limit is sqrt(3) V I_max at the lower end
     voltage of the last AC solution (here 0.95 pu), not at nominal voltage."""
-    from simgrid.optimization.losses import at_receiving_ends, with_losses
+    from simgrid.optimization.lindistflow import at_receiving_ends
     from simgrid.powerflow import PowerFlowEngine
 
     nw = _two_bus()
@@ -120,7 +119,7 @@ def test_line_ratings_are_currents_at_the_measured_voltage():
     losses = at_receiving_ends(nw, res, np.ones(2), np.zeros(2))
     assert losses.line_v_pu == pytest.approx([0.95])
     net = _net()
-    data = with_losses(_data(0.0), losses, 0, np.zeros(2))
+    data = net.with_losses(_data(0.0), losses)
     b = ArrayBuilder()
     ud = unit_data((), [], 3600.0, 1)
     sz = Sizes.fixed(ud)

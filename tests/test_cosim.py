@@ -14,7 +14,7 @@ from simgrid.cosim.simulation import Clock, UpstreamFollower
 from simgrid.inputs import SimulationInputs
 from simgrid.powerflow import PowerFlowEngine
 from simgrid.profiles import diurnal, flat
-from simgrid.types import Campus, GridState, SetPoints
+from simgrid.types import Cadence, Campus, GridState, SetPoints
 
 from conftest import MINIMAL, config_from_toml, network
 
@@ -243,16 +243,22 @@ def test_no_event_means_no_imbalance_and_no_unserved():
 
 
 class _ShedHalf:
-    """A test policy: shed half of bus 17's load, inject 0.1 MW at bus 2."""
+    """A test policy: shed half of bus 17's load, inject 0.1 MW at bus 2; it plans at events
+    and every `redispatch_s` (its own cadence)."""
 
     unit_names = ()
 
-    def __init__(self, n_bus: int) -> None:
+    def __init__(self, n_bus: int, redispatch_s: float = 300.0) -> None:
         self.n_bus = n_bus
         self.calls: list[float] = []
+        self.cadence = Cadence(redispatch_s)
+
+    def due(self, t_s: float, is_event: bool) -> bool:
+        return self.cadence.due(t_s, is_event)
 
     def dispatch(self, state: GridState) -> SetPoints:
         self.calls.append(state.t_s)
+        self.cadence.called(state.t_s)
         return self.follow(state)
 
     def follow(self, state: GridState) -> SetPoints:
@@ -264,7 +270,7 @@ class _ShedHalf:
 
 
 def test_dispatch_hook_is_called_at_events_and_interval_and_applied():
-    policy = _ShedHalf(33)
+    policy = _ShedHalf(33, redispatch_s=900)
     ds = _run(
         MINIMAL
         + CAMPUS

@@ -78,7 +78,7 @@ def _dispatcher(nw, *units: Unit, band: float = 0.0, ramp: float = 0.0, **cfg) -
     # gap 0: hand-solvable cases must get the optimum, not an incumbent within 0.5 %
     cfg = {"mip_gap": 0.0, **cfg}
     dc = replace(DispatchConfig(policy="milp", redispatch_s=DT, horizon_steps=6), **cfg)
-    return RollingDispatcher(
+    return RollingDispatcher.build(
         nw,
         flat(),
         (CAMPUS,),
@@ -281,7 +281,7 @@ def test_a_persistent_model_keeps_its_time_limit_per_solve():
     dc = DispatchConfig(policy="milp", redispatch_s=DT, horizon_steps=12, time_limit_s=0.1)
     campus = Campus("dc", bus=17, p_nom_mw=1.0, base_utilisation=0.0)
     bess = Unit("bess@17", 17, 1, _bess().module)
-    pol = RollingDispatcher(
+    pol = RollingDispatcher.build(
         nw, flat(), (campus,), (bess,), dc, UpstreamConfig(0.1, 0.05), v_min_pu=0.9, v_max_pu=1.1
     )
     k = 0

@@ -14,8 +14,8 @@ from simgrid.errors import ConfigError
 from simgrid.fcm import Catalogue, Supplier
 from simgrid.optimization.blocks import ScenarioData, Weights
 from simgrid.optimization.builder import ArrayBuilder
-from simgrid.optimization.dispatch_model import network_data
 from simgrid.optimization.extensive import ExtensiveForm
+from simgrid.optimization.lindistflow import LinDistFlow
 from simgrid.optimization.planner import PlanningProblem
 from simgrid.optimization.risk import (
     RiskSpec,
@@ -71,9 +71,7 @@ def _problem(deficits=(0.0, 4.0), p=(0.5, 0.5), catalogue=CATALOGUE, **cfg) -> P
         time_limit_s=60.0,
         mip_gap=0.0,
     )
-    net = replace(
-        network_data(_two_bus(), 1e6), campus_bus=np.array([1]), campus_q_per_p=np.zeros(1)
-    )
+    net = LinDistFlow.of(_two_bus(), 1e6).with_campuses(np.array([1]), np.zeros(1))
     d = np.abs(np.subtract.outer(np.arange(len(deficits)), np.arange(len(deficits)))).astype(float)
     return PlanningProblem(
         net,

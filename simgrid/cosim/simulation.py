@@ -23,7 +23,7 @@ from simgrid.cosim.record import Recorder
 from simgrid.cosim.step import Step
 from simgrid.errors import ConfigError
 from simgrid.inputs import SimulationInputs
-from simgrid.network import check_placement
+from simgrid.network import Network, check_placement
 from simgrid.powerflow import PowerFlowEngine
 from simgrid.profiles import campus_profile
 from simgrid.types import (
@@ -34,6 +34,19 @@ from simgrid.types import (
     GridState,
     Snapshot,
 )
+
+
+@dataclass(frozen=True)
+class StandardPlant:
+    """The plant simgrid simulates unless its inputs say otherwise: lightsim2grid's Newton
+    solver on the pandapower model, under the configured protection (UVLS or feeder trip)."""
+
+    def engine(self, network: Network) -> PowerFlowEngine:
+        return PowerFlowEngine(network)
+
+    def protection(self, cfg: RunConfig, engine: PowerFlowEngine) -> Protection:
+        return Protection(cfg.protection, engine, cfg.dt_s)
+
 
 # simpy processes same-time events by (priority, insertion); URGENT=0, NORMAL=1.
 _LATE = 2
@@ -184,15 +197,15 @@ class Loop:
     def __init__(self, inputs: SimulationInputs, policy: DispatchPolicy) -> None:
         cfg, nw = inputs.config, inputs.network
         self.cfg, self.nw, self.profile, self.policy = cfg, nw, inputs.profile, policy
-        self.engine = PowerFlowEngine(nw)
-        self.schedule_engine = PowerFlowEngine(nw)  # never sees shocks or outages
-        self.protection = Protection(cfg.protection, self.engine, cfg.dt_s)
+        plant = inputs.plant if inputs.plant is not None else StandardPlant()
+        self.engine = plant.engine(nw)
+        self.schedule_engine = plant.engine(nw)  # never sees shocks or outages
+        self.protection = plant.protection(cfg, self.engine)
         self.follower = UpstreamFollower(cfg.upstream)
         self.world = _World(inputs)
         self.loads = list(self.world.loads.values())
         self.campus_bus = np.array([c.bus for c in cfg.campuses], dtype=int)
         self.campus_q_per_p = np.array([c.q_per_p for c in cfg.campuses])
-        self.last_dispatch_s = -math.inf
         self.measured: Measured | None = None  # what the last step's power flow measured
 
     def rest(self) -> None:
@@ -208,7 +221,7 @@ class Loop:
         s = Step(t_s, is_event)
         self.inject(s)
         self.schedule(s)
-        if is_event or t_s - self.last_dispatch_s >= self.cfg.dispatch.redispatch_s - 1e-9:
+        if self.policy.due(t_s, is_event):
             self.dispatch(s)
         else:
             self.follow(s)
@@ -240,7 +253,6 @@ class Loop:
         """A Stage-II call: new set-points for the plan's first period."""
         s.setpoints = self.policy.dispatch(self._grid_state(s))
         s.dispatched = True
-        self.last_dispatch_s = s.t_s
 
     def follow(self, s: Step) -> None:
         """Between calls: the real-time layer's set-points (held, or absorbing the residual)."""
@@ -300,7 +312,6 @@ class Loop:
     def snapshot(self) -> Snapshot:
         """What the loop carries across a block boundary, as numbers (see `Checkpoint`)."""
         return Snapshot.join(
-            last_dispatch_s=self.last_dispatch_s,
             follower=self.follower.snapshot(),
             protection=self.protection.snapshot(),
             measured=None if self.measured is None else Snapshot.of_fields(self.measured),
@@ -311,13 +322,12 @@ class Loop:
         """Take a snapshot back at `t_s`: the events' loads and lines are replayed from the
         config, everything else is read (and checked) from the snapshot."""
         self.world.replay(self.cfg.events, t_s)
-        self.last_dispatch_s = snap.number("last_dispatch_s", 0.0)
         self.follower.restore(snap.require("follower"))
         self.protection.restore(snap.require("protection"))
         measured = snap.part("measured")
         template = Measured(True, np.zeros(self.nw.n_bus), 0.0)
         self.measured = None if measured is None else measured.fields_like(template)
-        self.policy.restore(snap.part("policy"))
+        self.policy.restore(snap.require("policy"))
         if not self.snapshot().same(snap):  # a stray or missing name is not this run's state
             stray = sorted(set(snap.arrays) ^ set(self.snapshot().arrays))
             raise ConfigError(snap.source, stray[0] if stray else "state", "...", _NOT_THIS_RUN)
@@ -404,7 +414,7 @@ def simulate(
     """
     cfg, nw = inputs.config, inputs.network
     check_placement(cfg.source, cfg.campuses, cfg.events, nw)
-    policy = policy if policy is not None else DoNothing(nw.n_bus)
+    policy = policy if policy is not None else DoNothing(nw.n_bus, cfg.dispatch.redispatch_s)
     loop = Loop(inputs, policy) if start is None else start.restore(inputs, policy)
     t_from = 0.0 if start is None else start.t_s
     rec = Recorder(inputs, _capacity(cfg, blocks), loop.policy.unit_names)

@@ -1,46 +1,37 @@
-"""The dispatch model's network-side blocks, one `define_*` function each, shared by Stage-I
-and Stage-II; the units' blocks are their families' (simgrid.units).
+"""The dispatch model's blocks around the network: the window's data, the shedding and import
+blocks, shared by Stage-I and Stage-II. The network itself is a `NetworkModel`
+(network_model.py; LinDistFlow for radial feeders) and the units are their families'
+(simgrid.units).
 
 Each block adds its columns and rows to a builder (ArrayBuilder or PyomoBuilder) for a window
 of H periods and returns its handles (column ids) and its cost as terms (coef, cols): a
 scenario's recourse cost is the sum of the blocks' terms, which Stage-II puts in its objective
-and Stage-I in one row per scenario that its risk rows refer to.
-
-Network: LinDistFlow on the feeder tree (P/Q flows, squared voltage drops v_to = v_from - 2 (r
-P + x Q) / V_base^2, voltage limits with penalised violation, a hard octagon around each line's
-MVA rating: shedding at VoLL is the feasible last resort). Losses enter as demand: the
-caller's demand carries each line's losses at its receiving end, and marginal loss factors
-carry how they change with the decisions to the substation. Import follows its schedule
-within a band and ramp limit; the rest is imbalance.
+and Stage-I in one row per scenario that its risk rows refer to. Import follows its schedule
+within a band and ramp limit; the rest is imbalance. Shedding of conventional or campus load
+is priced at VoLL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from simgrid.optimization.builder import INF, Term
+from simgrid.optimization.builder import INF
 
 COL = np.newaxis
 
 
 @dataclass(frozen=True, eq=False)
-class NetworkData:
-    """Static tree data (bus positions; lines as built)."""
+class BusData:
+    """What every network model and the shedding block know of the buses (positions in the
+    network's bus order)."""
 
     n_bus: int
     slack: int
-    line_from: np.ndarray
-    line_to: np.ndarray
-    r_coef: np.ndarray  # 2 r / V_base^2 (pu^2 per MW)
-    x_coef: np.ndarray  # 2 x / V_base^2 (pu^2 per Mvar)
-    s_max_mva: np.ndarray
     q_per_p: np.ndarray  # reactive share of each bus's conventional load, for shedding
     campus_bus: np.ndarray  # (C,) bus of each AI campus
     campus_q_per_p: np.ndarray  # (C,) reactive share of each campus's load, for shedding
-    mlf: np.ndarray  # (N,) marginal loss factor: d(losses)/d(injection at the bus)
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,51 +98,12 @@ class ModelOptions:
 
 
 @dataclass(frozen=True, eq=False)
-class NetworkHandles:
-    p: np.ndarray  # (H, L) active flow
-    q: np.ndarray
-    v2: np.ndarray  # (H, N) squared voltage
-    under: np.ndarray
-    over: np.ndarray
-
-
-def define_network(b, net: NetworkData, d: ScenarioData, wt: Weights, disc: np.ndarray):
-    """LinDistFlow: flows within the rating octagon, squared voltages, penalised violations."""
-    h, n, lines = d.periods, net.n_bus, len(net.line_from)
-    active = np.broadcast_to(d.line_active, (h, lines))
-    s_max = net.s_max_mva * d.line_v_pu
-    lim = np.where(active, s_max, 0.0)
-    p = b.add_vars((h, lines), -lim, lim)
-    q = b.add_vars((h, lines), -lim, lim)
-    slack = np.zeros((h, n), bool)
-    slack[:, net.slack] = True
-    v2 = b.add_vars((h, n), np.where(slack, 1.0, 0.0), np.where(slack, 1.0, 4.0))
-    under = b.add_vars((h, n), 0.0, INF)
-    over = b.add_vars((h, n), 0.0, INF)
-    live = np.broadcast_to(d.energised, (h, n))
-    b.add_rows([(1.0, v2), (1.0, under)], lo=np.where(live, d.v2_min, -INF))
-    b.add_rows([(1.0, v2), (-1.0, over)], hi=np.where(live, d.v2_max, INF))
-    drop = np.where(active, 0.0, -INF), np.where(active, 0.0, INF)
-    b.add_rows(
-        [(1.0, v2[:, net.line_to]), (-1.0, v2[:, net.line_from]), (net.r_coef, p), (net.x_coef, q)],
-        lo=drop[0],
-        hi=drop[1],
-    )
-    diag = np.sqrt(2) * s_max
-    for sign in (1.0, -1.0):
-        b.add_rows([(1.0, p), (sign, q)], lo=-diag, hi=diag)
-    weight = wt.voltage * d.dt_h * disc[:, COL]
-    cost = [(weight, under), (weight, over)]
-    return NetworkHandles(p, q, v2, under, over), cost
-
-
-@dataclass(frozen=True, eq=False)
 class ShedHandles:
     conv: np.ndarray  # (H, N) conventional load shed
     ai: np.ndarray  # (H, C) campus load shed
 
 
-def define_shedding(b, net: NetworkData, d: ScenarioData, wt: Weights, disc: np.ndarray):
+def define_shedding(b, net: BusData, d: ScenarioData, wt: Weights, disc: np.ndarray):
     """Shedding of conventional or campus load at VoLL, each at its own Q/P (the plant applies
     the very same P and Q)."""
     h, n = d.periods, net.n_bus
@@ -193,64 +145,3 @@ def define_import(b, d: ScenarioData, state: InitialState, wt: Weights, disc: np
         (weight, imb_pos),
         (weight, imb_neg),
     ]
-
-
-def define_balances(
-    b,
-    net: NetworkData,
-    d: ScenarioData,
-    nh: NetworkHandles,
-    shed: ShedHandles,
-    ih: ImportHandles,
-    injections: Sequence[tuple[np.ndarray, np.ndarray, float]],
-) -> None:
-    """Per bus and period: inflow - outflow + injections + shed (+ import at the slack) = demand.
-
-    `injections`: (bus of each unit, its (U, H) columns, sign). Demand includes the losses
-    measured at a reference point as load at each line's receiving end; how they change with
-    the decisions enters the substation's balance through marginal loss factors: the slack draws
-    sum_b mlf_b (injection_b - injection_b at the reference) more (that constant is in the
-    demand the caller passes).
-    """
-    h, n = d.demand_p.shape
-    if not b.collects_matrix:  # bounds only: the rows' right-hand sides are all that change
-        b.add_rows([(1.0, shed.conv)], lo=d.demand_p, hi=d.demand_p)
-        b.add_rows([(1.0, shed.conv)], lo=d.demand_q, hi=d.demand_q)
-        return
-    lines = len(net.line_from)
-    # incidence as dense (bus, line) coefficient arrays: +1 into `to`, -1 out of `from`
-    inc = np.zeros((n, lines))
-    inc[net.line_to, np.arange(lines)] += 1.0
-    inc[net.line_from, np.arange(lines)] -= 1.0
-    terms_p, terms_q = [], []
-    for l_ in range(lines):
-        coef = np.broadcast_to(inc[:, l_], (h, n))
-        terms_p.append((coef, np.broadcast_to(nh.p[:, [l_]], (h, n))))
-        terms_q.append((coef, np.broadcast_to(nh.q[:, [l_]], (h, n))))
-    at_slack = np.zeros((h, n))
-    at_slack[:, net.slack] = 1.0
-    terms_p += [(at_slack, np.broadcast_to(ih.imp[:, COL], (h, n)))]
-    terms_q += [
-        (at_slack, np.broadcast_to(ih.imp_q[:, COL], (h, n))),
-        (np.broadcast_to(net.q_per_p, (h, n)), shed.conv),
-    ]
-
-    def injection(bus: int, cols: np.ndarray, sign: float) -> Term:
-        """A column (per period) injecting at `bus`, and its marginal losses at the slack."""
-        coef = np.zeros((h, n))
-        coef[:, bus] = sign
-        coef[:, net.slack] -= net.mlf[bus] * sign
-        return coef, np.broadcast_to(cols[:, COL], (h, n))
-
-    for bus in range(n):
-        terms_p.append(injection(bus, shed.conv[:, bus], 1.0))
-    for k, bus in enumerate(net.campus_bus):
-        terms_p.append(injection(bus, shed.ai[:, k], 1.0))
-        coef = np.zeros((h, n))
-        coef[:, bus] = net.campus_q_per_p[k]
-        terms_q.append((coef, np.broadcast_to(shed.ai[:, [k]], (h, n))))
-    for bus_of, cols, sign in injections:
-        for k, bus in enumerate(bus_of):
-            terms_p.append(injection(bus, cols[k], sign))
-    b.add_rows(terms_p, lo=d.demand_p, hi=d.demand_p)
-    b.add_rows(terms_q, lo=d.demand_q, hi=d.demand_q)

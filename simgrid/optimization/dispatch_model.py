@@ -10,27 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from simgrid.fcm import Unit
-from simgrid.network import Network
 from simgrid.optimization.blocks import (
     ImportHandles,
     InitialState,
     ModelOptions,
-    NetworkData,
-    NetworkHandles,
     ScenarioData,
     ShedHandles,
     Weights,
-    define_balances,
     define_import,
-    define_network,
     define_shedding,
 )
 from simgrid.optimization.builder import Term
-from simgrid.types import Campus
+from simgrid.optimization.network_model import NetworkModel
 from simgrid.units import FAMILIES, Module
 from simgrid.units.base import Capacity, Window
 
@@ -63,7 +59,7 @@ class Sizes:
 class Handles:
     """Column ids of everything a caller reads back (`units`: per family)."""
 
-    network: NetworkHandles
+    network: Any  # the network model's
     shed: ShedHandles
     imports: ImportHandles
     units: tuple
@@ -75,7 +71,7 @@ class Handles:
 
 def assemble(
     b,
-    net: NetworkData,
+    net: NetworkModel,
     units: UnitData,
     sizes: Sizes,
     data: ScenarioData,
@@ -88,8 +84,8 @@ def assemble(
     # later periods may weigh less (Stage-II): under a flat forecast relief would otherwise be
     # postponed call after call (acting later looks as good, and owed energy costs holding)
     disc = options.discount ** np.arange(h)
-    nh, c_net = define_network(b, net, data, wt, disc)
-    sh, c_shed = define_shedding(b, net, data, wt, disc)
+    nh, c_net = net.define(b, data, wt, disc)
+    sh, c_shed = define_shedding(b, net.buses, data, wt, disc)
     ih, c_imp = define_import(b, data, state, wt, disc)
     window = Window(data.dt_h, h, options.head(h), wt.restoration)
     handles, cost, injections = [], [*c_net, *c_shed, *c_imp], []
@@ -98,59 +94,34 @@ def assemble(
         handles.append(hd)
         cost += c
         injections += fam.injections(part, hd)
-    define_balances(b, net, data, nh, sh, ih, injections)
+    net.balance(b, data, nh, sh, ih, injections)
     return Handles(nh, sh, ih, tuple(handles)), cost
 
 
-def network_data(
-    nw: Network,
-    max_loading_percent: float,
-    campuses: Sequence[Campus] = (),
-    mlf: np.ndarray | None = None,
-) -> NetworkData:
-    """The model's view of a network: tree, LinDistFlow coefficients, ratings, load shares."""
-    vb2 = nw.vn_kv[nw.line_from] ** 2
-    s_max = np.sqrt(3) * nw.vn_kv[nw.line_from] * nw.line_max_i_ka * max_loading_percent / 100
-    q_per_p = np.divide(
-        nw.base_load_q_mvar, nw.base_load_p_mw, out=np.zeros(nw.n_bus), where=nw.base_load_p_mw > 0
-    )
-    return NetworkData(
-        nw.n_bus,
-        nw.slack_bus,
-        nw.line_from,
-        nw.line_to,
-        2 * nw.line_r_ohm / vb2,
-        2 * nw.line_x_ohm / vb2,
-        s_max,
-        q_per_p,
-        np.array([c.bus for c in campuses], dtype=int),
-        np.array([c.q_per_p for c in campuses]),
-        np.zeros(nw.n_bus) if mlf is None else mlf,
-    )
-
-
-def unit_data(modules: Sequence[Module], buses: Sequence[int], dt_s: float, h: int) -> UnitData:
+def unit_data(modules: Sequence[Module], buses: Sequence[int], period_s: float, h: int) -> UnitData:
     """Model data of modules (catalogue modules, or a unit's aggregated module) at buses."""
     parts, index = [], []
     for fam in FAMILIES:
         idx = [i for i, m in enumerate(modules) if m.type in fam.types]
-        parts.append(fam.data([modules[i] for i in idx], [buses[i] for i in idx], dt_s, h))
+        parts.append(fam.data([modules[i] for i in idx], [buses[i] for i in idx], period_s, h))
         index.append(np.array(idx, dtype=int))
     return UnitData(tuple(parts), tuple(index))
 
 
-def units_data(units: Sequence[Unit], dt_s: float, horizon: int) -> UnitData:
+def units_data(units: Sequence[Unit], period_s: float, horizon: int) -> UnitData:
     """Model data of allocated units: each aggregated unit is one module of its total size."""
-    return unit_data([u.module for u in units], [u.bus for u in units], dt_s, horizon)
+    return unit_data([u.module for u in units], [u.bus for u in units], period_s, horizon)
 
 
 def idle_state(units: UnitData, data: ScenarioData, follow_mw: float = 0.0) -> InitialState:
     """Units at rest and at their targets, budgets full, no history: the start of a planning
     window."""
     h, reach = data.periods, data.ramp
-    dt_s = data.dt_h * 3600
+    period_s = data.dt_h * 3600
     return InitialState(
         follow_lo=max(-data.band, follow_mw - reach),
         follow_hi=min(data.band, follow_mw + reach),
-        units=tuple(f.idle_start(p, dt_s, h) for f, p in zip(FAMILIES, units.parts, strict=True)),
+        units=tuple(
+            f.idle_start(p, period_s, h) for f, p in zip(FAMILIES, units.parts, strict=True)
+        ),
     )

@@ -25,9 +25,10 @@ import numpy as np
 from simgrid.config import PlanningConfig
 from simgrid.errors import ConfigError
 from simgrid.fcm import Catalogue, Module
-from simgrid.optimization.blocks import ModelOptions, NetworkData, ScenarioData, Weights
+from simgrid.optimization.blocks import ModelOptions, ScenarioData, Weights
 from simgrid.optimization.builder import INF
 from simgrid.optimization.dispatch_model import Sizes, UnitData, assemble, idle_state, unit_data
+from simgrid.optimization.network_model import NetworkModel
 from simgrid.optimization.risk import RiskSpec, cvar, nominal_risk, worst_case
 from simgrid.optimization.solve import SolveResult, Termination
 from simgrid.units.base import Capacity
@@ -37,7 +38,7 @@ from simgrid.units.base import Capacity
 class PlanningProblem:
     """Everything Stage-I needs: network, catalogue, candidates, scenario windows, risk."""
 
-    net: NetworkData
+    net: NetworkModel
     catalogue: Catalogue
     candidates: tuple[int, ...]
     windows: tuple[tuple[ScenarioData, ...], ...]  # per scenario

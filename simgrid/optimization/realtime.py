@@ -18,6 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simgrid.optimization.dispatch_model import UnitData
+from simgrid.optimization.state import Applied, Plan, UnitState
+from simgrid.types import GridState
+from simgrid.units import FAMILIES
+
 _EPS = 1e-12
 
 
@@ -73,3 +78,70 @@ def follow(
             shed += room * (more / float(room.sum()))
             left -= more
     return Follow(p, shed, left)
+
+
+class RealTimeLayer:
+    """The plant's controllers between Stage-II calls: `follow` (units absorb the residual
+    deviation, see `follow` above) or `hold` (the plan's set-points within what the units can
+    do). The units that follow are those of the families that do (simgrid.units), stacked in
+    the registry's order; a set-point holds for `hold_s`, the plant's power-flow step."""
+
+    def __init__(self, ud: UnitData, hold_s: float, mode: str) -> None:
+        self.ud, self.hold_s, self.mode = ud, hold_s, mode
+        taken, k = [], 0
+        for i, (f, part) in enumerate(zip(FAMILIES, ud.parts, strict=True)):
+            if f.follows():
+                taken.append((i, f, part, slice(k, k + len(part))))
+                k += len(part)
+        self._followers = tuple(taken)
+
+    def setpoints(
+        self, st: GridState, base: Applied, plan: Plan | None, state: UnitState, since_s: float
+    ) -> Applied:
+        """The set-points at this step: `base` (the plan's first period, or what was applied)
+        moved to absorb what the plan did not foresee (`follow`, with a plan), or held."""
+        lo, hi = self.limits(state, since_s)
+        planned = self.stacked(base)
+        shed_p = base.shed_p
+        if self.mode == "follow" and plan is not None:
+            # what the plan did not foresee: the demand's change beyond the schedule's
+            live_demand = st.served_p_mw()
+            residual = float(live_demand.sum()) - plan.demand_mw
+            residual -= st.import_schedule_mw - plan.schedule_mw
+            moved = follow(residual, planned, lo, hi, shed_p, live_demand)
+            p, shed_p = moved.p_mw, moved.shed_mw
+        else:
+            p = np.clip(planned, lo, hi)
+        ratio = np.divide(
+            base.shed_q, base.shed_p, out=np.zeros_like(shed_p), where=base.shed_p > 0
+        )
+        return self.split(p, base, state, shed_p, shed_p * ratio)
+
+    def limited(self, ap: Applied, state: UnitState, since_s: float) -> Applied:
+        """A held plan's set-points within what the units can do now."""
+        lo, hi = self.limits(state, since_s)
+        p = np.clip(self.stacked(ap), lo, hi)
+        return self.split(p, ap, state, ap.shed_p, ap.shed_q)
+
+    def stacked(self, ap: Applied) -> np.ndarray:
+        """The following units' powers in `ap`, stacked (net, generation-positive)."""
+        parts = [f.injection_mw(ap.units[i]) for i, f, _, _ in self._followers]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def limits(self, state: UnitState, since_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """What the following units can do at this step (stacked as `stacked`)."""
+        hold_h = self.hold_s / 3600
+        bounds = [
+            f.limits(state.units[i], part, hold_h, since_s) for i, f, part, _ in self._followers
+        ]
+        if not bounds:
+            return np.zeros(0), np.zeros(0)
+        return np.concatenate([b[0] for b in bounds]), np.concatenate([b[1] for b in bounds])
+
+    def split(self, p: np.ndarray, base: Applied, state: UnitState, shed_p, shed_q) -> Applied:
+        """Stacked powers `p` of the following units as applied set-points; the others (DR:
+        it cannot act without notice) as in `base`."""
+        units = list(base.units)
+        for i, f, part, take in self._followers:
+            units[i] = f.followed(p[take], base.units[i], state.units[i], part)
+        return Applied(tuple(units), shed_p, shed_q)

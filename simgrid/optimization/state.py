@@ -113,34 +113,34 @@ class UnitState:
         """Storage at its target, everything else off and fresh."""
         return cls([f.initial(p) for f, p in zip(FAMILIES, ud.parts, strict=True)])
 
-    def advance(self, ap: Applied, ud: UnitData, el_s: float, t_s: float) -> None:
-        """Move the state forward `el_s` seconds (to `t_s`) under the applied powers."""
+    def advance(self, ap: Applied, ud: UnitData, since_s: float, t_s: float) -> None:
+        """Move the state forward `since_s` seconds (to `t_s`) under the applied powers."""
         for f, s, a, p in zip(FAMILIES, self.units, ap.units, ud.parts, strict=True):
-            f.advance(s, a, p, el_s, t_s)
+            f.advance(s, a, p, since_s, t_s)
 
     def window_start(
         self,
         ud: UnitData,
         t_s: float,
-        dt_s: float,
+        period_s: float,
         h: int,
         *,
-        el_s: float,
+        since_s: float,
         follow: tuple[float, float],
     ) -> InitialState:
         """The window's initial state: what the units have and what their state forbids."""
         starts = tuple(
-            f.window_start(s, p, t_s, dt_s, h, el_s)
+            f.window_start(s, p, t_s, period_s, h, since_s)
             for f, s, p in zip(FAMILIES, self.units, ud.parts, strict=True)
         )
         return InitialState(follow_lo=follow[0], follow_hi=follow[1], units=starts)
 
     def issue_commands(
-        self, ud: UnitData, x: np.ndarray, hd: Handles, t_s: float, dt_s: float, h: int
+        self, ud: UnitData, x: np.ndarray, hd: Handles, t_s: float, period_s: float, h: int
     ) -> None:
         """Start commands and DR notifications the plan needs now (delays are real)."""
         for f, s, p, fh in zip(FAMILIES, self.units, ud.parts, hd.units, strict=True):
-            f.issue_commands(s, p, x, fh, t_s, dt_s, h)
+            f.issue_commands(s, p, x, fh, t_s, period_s, h)
 
     def snapshot(self) -> Snapshot:
         return Snapshot.join(

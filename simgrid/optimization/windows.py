@@ -24,7 +24,7 @@ from simgrid.aiload import campus_loads_mw
 from simgrid.config import PlanningConfig, UpstreamConfig
 from simgrid.network import Network
 from simgrid.optimization.blocks import ScenarioData
-from simgrid.optimization.losses import at_receiving_ends
+from simgrid.optimization.lindistflow import at_receiving_ends
 from simgrid.powerflow import PowerFlowEngine
 from simgrid.profiles import LoadProfile
 from simgrid.types import Campus, Event, EventKind

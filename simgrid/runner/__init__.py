@@ -83,7 +83,7 @@ def build_policy(
     perfect = (forecast or dc.forecast) == "perfect"
     forecaster = PerfectForecast.of(cfg, inputs) if perfect else None
     net = cfg.network
-    return RollingDispatcher(
+    return RollingDispatcher.build(
         inputs.network,
         inputs.profile,
         cfg.campuses,
@@ -96,7 +96,7 @@ def build_policy(
         forecaster=forecaster,
         backend=backend,
         reference=reference,
-        step_s=cfg.dt_s,
+        hold_s=cfg.dt_s,  # a real-time set-point holds for one power-flow step
     )
 
 

@@ -214,7 +214,7 @@ def run_to_file(
     from simgrid.runner import run_dataset, with_baseline
 
     cfg, network = inputs.config, inputs.network
-    policy = policy if policy is not None else DoNothing(network.n_bus)
+    policy = policy if policy is not None else DoNothing(network.n_bus, cfg.dispatch.redispatch_s)
     stores = [BlockStore(parts_folder(out), cfg, type(policy).__name__)]
     if baseline is not None:
         stores.append(BlockStore(parts_folder(out, ".baseline"), cfg, type(baseline).__name__))

@@ -90,13 +90,13 @@ class BackupGen(Family):
         )
     }
 
-    def data(self, modules: Sequence[BackupGenModule], buses, dt_s, h) -> BackupGenData:
+    def data(self, modules: Sequence[BackupGenModule], buses, period_s, h) -> BackupGenData:
         p = pick(modules, "p_mw")
         ramp = pick(modules, "ramp_mw_per_min")
         return BackupGenData(
             bus=np.array(buses, dtype=int),
             p=p,
-            ramp=np.minimum(ramp * dt_s / 60, p),
+            ramp=np.minimum(ramp * period_s / 60, p),
             ramp_per_s=ramp / 60,
             energy=pick(modules, "energy_mwh"),
             mc=pick(modules, "marginal_cost_per_mwh"),
@@ -120,19 +120,19 @@ class BackupGen(Family):
     def injections(self, u: BackupGenData, hd: BackupGenHandles):
         return [(u.bus, hd.p, 1.0)]
 
-    def idle_start(self, u: BackupGenData, dt_s, h) -> BackupGenStart:
+    def idle_start(self, u: BackupGenData, period_s, h) -> BackupGenStart:
         n = len(u)
-        return BackupGenStart(np.zeros(n), np.full(n, dt_s), np.ones(n))
+        return BackupGenStart(np.zeros(n), np.full(n, period_s), np.ones(n))
 
     def initial(self, u: BackupGenData) -> BackupGenState:
         return BackupGenState(np.zeros(len(u)), np.zeros(len(u)))
 
-    def advance(self, state: BackupGenState, ap: BackupGenApplied, u, el_s, t_s) -> None:
-        state.used = state.used + ap.p * el_s / 3600.0
+    def advance(self, state: BackupGenState, ap: BackupGenApplied, u, since_s, t_s) -> None:
+        state.used = state.used + ap.p * since_s / 3600.0
         state.p = ap.p.copy()
 
-    def window_start(self, state: BackupGenState, u: BackupGenData, t_s, dt_s, h, el_s):
-        return BackupGenStart(state.p, np.full(len(u), el_s), _budget_left(state, u))
+    def window_start(self, state: BackupGenState, u: BackupGenData, t_s, period_s, h, since_s):
+        return BackupGenStart(state.p, np.full(len(u), since_s), _budget_left(state, u))
 
     def plan_of(self, x, hd: BackupGenHandles) -> BackupGenPlan:
         return BackupGenPlan(x[hd.p])
@@ -152,9 +152,9 @@ class BackupGen(Family):
     def follows(self) -> bool:
         return True
 
-    def limits(self, state: BackupGenState, u: BackupGenData, hold_h, el_s):
+    def limits(self, state: BackupGenState, u: BackupGenData, hold_h, since_s):
         """Within the ramp since the last step, the rating and the run budget over the hold."""
-        reach = u.ramp_per_s * el_s
+        reach = u.ramp_per_s * since_s
         room = np.maximum(u.energy - state.used, 0.0) / hold_h
         hi = np.minimum(np.minimum(u.p, state.p + reach), room)
         lo = np.minimum(np.maximum(state.p - reach, 0.0), hi)

@@ -180,9 +180,9 @@ def later(h: int) -> np.ndarray:
     return (np.arange(h) > 0).astype(float)
 
 
-def periods(seconds, dt_s: float) -> np.ndarray:
-    """Whole periods of `dt_s` that cover `seconds` (delays, minimum times)."""
-    return np.ceil(np.asarray(seconds, dtype=float) / dt_s - 1e-9)
+def periods(seconds, period_s: float) -> np.ndarray:
+    """Whole periods of `period_s` that cover `seconds` (delays, minimum times)."""
+    return np.ceil(np.asarray(seconds, dtype=float) / period_s - 1e-9)
 
 
 def pick(modules: Sequence[Module], attr: str) -> np.ndarray:
@@ -214,8 +214,8 @@ class Family(ABC):
 
     # -- model ----------------------------------------------------------------------------
     @abstractmethod
-    def data(self, modules: Sequence[Module], buses: Sequence[int], dt_s: float, h: int):
-        """Model data of modules at buses (ratings per module; times in periods of dt_s)."""
+    def data(self, modules: Sequence[Module], buses: Sequence[int], period_s: float, h: int):
+        """Model data of modules at buses (ratings per module; times in periods of period_s)."""
 
     @abstractmethod
     def define(self, b, data, cap: Capacity, start, w: Window) -> tuple[Any, list[Term]]:
@@ -227,7 +227,7 @@ class Family(ABC):
 
     # -- state, window start, plan ------------------------------------------------------------
     @abstractmethod
-    def idle_start(self, data, dt_s: float, h: int):
+    def idle_start(self, data, period_s: float, h: int):
         """The window start of units at rest, at their targets, budgets full (Stage-I)."""
 
     @abstractmethod
@@ -235,14 +235,14 @@ class Family(ABC):
         """The state of units at rest at the start of a run."""
 
     @abstractmethod
-    def advance(self, state, applied, data, el_s: float, t_s: float) -> None:
-        """Move `state` forward `el_s` seconds (to `t_s`) under the `applied` powers."""
+    def advance(self, state, applied, data, since_s: float, t_s: float) -> None:
+        """Move `state` forward `since_s` seconds (to `t_s`) under the `applied` powers."""
 
     @abstractmethod
-    def window_start(self, state, data, t_s: float, dt_s: float, h: int, el_s: float):
+    def window_start(self, state, data, t_s: float, period_s: float, h: int, since_s: float):
         """The window's start: what the units have and what their state forbids."""
 
-    def issue_commands(self, state, data, x, handles, t_s: float, dt_s: float, h: int) -> None:
+    def issue_commands(self, state, data, x, handles, t_s: float, period_s: float, h: int) -> None:
         """Start commands and notices the plan needs now (delays are real)."""
         return None  # none, unless the family has some
 
@@ -280,7 +280,7 @@ class Family(ABC):
         """Whether its units follow the residual deviation between calls."""
         return False
 
-    def limits(self, state, data, hold_h: float, el_s: float) -> tuple[np.ndarray, np.ndarray]:
+    def limits(self, state, data, hold_h: float, since_s: float) -> tuple[np.ndarray, np.ndarray]:
         """What the units can inject (net, generation-positive) at this step: (lo, hi)."""
         raise NotImplementedError(f"{self.name} units do not follow")
 

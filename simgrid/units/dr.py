@@ -111,13 +111,13 @@ class DemandResponse(Family):
         )
     }
 
-    def data(self, modules: Sequence[DrModule], buses, dt_s, h) -> DrData:
+    def data(self, modules: Sequence[DrModule], buses, period_s, h) -> DrData:
         return DrData(
             bus=np.array(buses, dtype=int),
             p=pick(modules, "p_mw"),
             payback=pick(modules, "payback_mw"),
             rebound=pick(modules, "rebound_fraction"),
-            max_on=np.minimum(np.floor(pick(modules, "max_duration_s") / dt_s + 1e-9), h + 1),
+            max_on=np.minimum(np.floor(pick(modules, "max_duration_s") / period_s + 1e-9), h + 1),
             cost=pick(modules, "cost_per_mwh"),
             notice_s=pick(modules, "notification_s"),
             energy=pick(modules, "energy_mwh"),
@@ -157,9 +157,9 @@ class DemandResponse(Family):
     def injections(self, u: DrData, hd: DrHandles):
         return [(u.bus, hd.curtail, 1.0), (u.bus, hd.payback, -1.0)]
 
-    def idle_start(self, u: DrData, dt_s, h) -> DrStart:
+    def idle_start(self, u: DrData, period_s, h) -> DrStart:
         d, t = len(u), np.arange(h)
-        z_ub = np.where(t[None, :] < periods(u.notice_s, dt_s)[:, None], 0.0, 1.0)
+        z_ub = np.where(t[None, :] < periods(u.notice_s, period_s)[:, None], 0.0, 1.0)
         m = u.max_on[:, None]
         return DrStart(
             a0=np.zeros(d),
@@ -173,26 +173,26 @@ class DemandResponse(Family):
         d = len(u)
         return DrState(np.zeros(d, bool), np.zeros(d), np.zeros(d), np.zeros(d), np.full(d, np.nan))
 
-    def advance(self, state: DrState, ap: DrApplied, u: DrData, el_s, t_s) -> None:
-        el_h = el_s / 3600.0
+    def advance(self, state: DrState, ap: DrApplied, u: DrData, since_s, t_s) -> None:
+        since_h = since_s / 3600.0
         active = ap.curtail > 1e-9
-        state.run_s = np.where(active, state.run_s + el_s, 0.0)
+        state.run_s = np.where(active, state.run_s + since_s, 0.0)
         state.on = active
-        state.used = state.used + ap.curtail * el_h
-        state.owed = np.maximum(state.owed + (u.rebound * ap.curtail - ap.payback) * el_h, 0)
+        state.used = state.used + ap.curtail * since_h
+        state.owed = np.maximum(state.owed + (u.rebound * ap.curtail - ap.payback) * since_h, 0)
         state.ready_at = np.where(active, np.nan, state.ready_at)  # a notice is used once
 
-    def window_start(self, state: DrState, u: DrData, t_s, dt_s, h, el_s) -> DrStart:
+    def window_start(self, state: DrState, u: DrData, t_s, period_s, h, since_s) -> DrStart:
         """Activation bounds from notification delays, notices given and run time; the
         budget left as a fraction of the unit's."""
         t_idx = np.arange(h)
         z_ub = np.ones((len(u), h))
-        z_ub[t_idx[None, :] < periods(u.notice_s, dt_s)[:, None]] = 0.0
+        z_ub[t_idx[None, :] < periods(u.notice_s, period_s)[:, None]] = 0.0
         ready = ~np.isnan(state.ready_at)
-        jr = np.where(ready, periods(np.nan_to_num(state.ready_at) - t_s, dt_s), 0)
+        jr = np.where(ready, periods(np.nan_to_num(state.ready_at) - t_s, period_s), 0)
         for k in np.flatnonzero(ready):
             z_ub[k, max(int(jr[k]), 0) :] = 1.0
-        run = np.floor(state.run_s / dt_s + 1e-9)
+        run = np.floor(state.run_s / period_s + 1e-9)
         m = u.max_on[:, None]
         run_left = m - np.minimum(run[:, None], np.maximum(m - t_idx[None, :], 0))
         left = np.maximum(u.energy - state.used, 0.0)
@@ -200,9 +200,9 @@ class DemandResponse(Family):
         budget = np.where(u.energy > 0, budget, 0.0)
         return DrStart(state.on.astype(float), z_ub, run_left, budget, state.owed)
 
-    def issue_commands(self, state: DrState, u: DrData, x, hd: DrHandles, t_s, dt_s, h):
+    def issue_commands(self, state: DrState, u: DrData, x, hd: DrHandles, t_s, period_s, h):
         """An activation the plan makes after the notice is notified now."""
-        kn = periods(u.notice_s, dt_s).astype(int)
+        kn = periods(u.notice_s, period_s).astype(int)
         for i in range(len(u)):
             if (
                 not state.on[i]

@@ -120,15 +120,17 @@ class FastGen(Family):
         if m.p_min_mw > m.p_mw:
             raise fail("p_min_mw", f"must not exceed p_mw ({m.p_mw:g})")
 
-    def data(self, modules: Sequence[GenModule], buses, dt_s, h) -> GenData:
+    def data(self, modules: Sequence[GenModule], buses, period_s, h) -> GenData:
         return GenData(
             bus=np.array(buses, dtype=int),
             p=pick(modules, "p_mw"),
             p_min=pick(modules, "p_min_mw"),
-            ramp=np.minimum(pick(modules, "ramp_mw_per_min") * dt_s / 60, pick(modules, "p_mw")),
+            ramp=np.minimum(
+                pick(modules, "ramp_mw_per_min") * period_s / 60, pick(modules, "p_mw")
+            ),
             ramp_per_s=pick(modules, "ramp_mw_per_min") / 60,
-            up=np.maximum(periods(pick(modules, "min_up_s"), dt_s), 1),
-            down=np.maximum(periods(pick(modules, "min_down_s"), dt_s), 1),
+            up=np.maximum(periods(pick(modules, "min_up_s"), period_s), 1),
+            down=np.maximum(periods(pick(modules, "min_down_s"), period_s), 1),
             start_cost=pick(modules, "start_cost"),
             delay_s=pick(modules, "start_delay_s"),
             mc=pick(modules, "marginal_cost_per_mwh"),
@@ -172,12 +174,12 @@ class FastGen(Family):
     def injections(self, u: GenData, hd: GenHandles):
         return [(u.bus, hd.p, 1.0)]
 
-    def idle_start(self, u: GenData, dt_s, h) -> GenStart:
+    def idle_start(self, u: GenData, period_s, h) -> GenStart:
         g, t = len(u), np.arange(h)
-        s_ub = np.where(t[None, :] < periods(u.delay_s, dt_s)[:, None], 0.0, 1.0)
+        s_ub = np.where(t[None, :] < periods(u.delay_s, period_s)[:, None], 0.0, 1.0)
         return GenStart(
             p0=np.zeros(g),
-            ramp0_s=np.full(g, dt_s),
+            ramp0_s=np.full(g, period_s),
             u0=np.zeros(g),
             u_lb=np.zeros((g, h)),
             u_ub=np.ones((g, h)),
@@ -188,42 +190,42 @@ class FastGen(Family):
         g = len(u)
         return GenState(np.zeros(g, bool), np.zeros(g), np.full(g, math.inf), np.full(g, np.nan))
 
-    def advance(self, state: GenState, ap: GenApplied, u: GenData, el_s, t_s) -> None:
+    def advance(self, state: GenState, ap: GenApplied, u: GenData, since_s, t_s) -> None:
         on = ap.on
-        state.since_s = np.where(on == state.on, state.since_s + el_s, el_s)
+        state.since_s = np.where(on == state.on, state.since_s + since_s, since_s)
         state.on, state.p = on.copy(), ap.p * on
         arrived = state.online_at <= t_s + 1e-9
         state.on = state.on | arrived
         state.since_s = np.where(arrived, 0.0, state.since_s)
         state.online_at = np.where(arrived, np.nan, state.online_at)
 
-    def window_start(self, state: GenState, u: GenData, t_s, dt_s, h, el_s) -> GenStart:
+    def window_start(self, state: GenState, u: GenData, t_s, period_s, h, since_s) -> GenStart:
         """Commitment bounds from min up/down, start-up delay and pending starts."""
         g, t_idx = len(u), np.arange(h)
         u_lb, u_ub, s_ub = np.zeros((g, h)), np.ones((g, h)), np.ones((g, h))
-        up_left = np.where(state.on, periods(u.up * dt_s - state.since_s, dt_s), 0)
-        down_left = np.where(~state.on, periods(u.down * dt_s - state.since_s, dt_s), 0)
+        up_left = np.where(state.on, periods(u.up * period_s - state.since_s, period_s), 0)
+        down_left = np.where(~state.on, periods(u.down * period_s - state.since_s, period_s), 0)
         u_lb[t_idx[None, :] < up_left[:, None]] = 1.0
         u_ub[t_idx[None, :] < down_left[:, None]] = 0.0
-        s_ub[t_idx[None, :] < periods(u.delay_s, dt_s)[:, None]] = 0.0
+        s_ub[t_idx[None, :] < periods(u.delay_s, period_s)[:, None]] = 0.0
         pending = ~np.isnan(state.online_at)
-        j = np.where(pending, periods(np.nan_to_num(state.online_at) - t_s, dt_s), 0)
+        j = np.where(pending, periods(np.nan_to_num(state.online_at) - t_s, period_s), 0)
         for k in np.flatnonzero(pending):
             u_ub[k, : int(j[k])] = 0.0
             u_lb[k, int(j[k]) :] = 1.0
             s_ub[k, int(j[k])] = 1.0
         return GenStart(
             p0=state.p,
-            ramp0_s=np.full(g, el_s),
+            ramp0_s=np.full(g, since_s),
             u0=state.on.astype(float),
             u_lb=u_lb,
             u_ub=np.maximum(u_ub, u_lb),
             s_ub=s_ub,
         )
 
-    def issue_commands(self, state: GenState, u: GenData, x, hd: GenHandles, t_s, dt_s, h):
+    def issue_commands(self, state: GenState, u: GenData, x, hd: GenHandles, t_s, period_s, h):
         """A start the plan makes after the start-up delay is commanded now."""
-        k = periods(u.delay_s, dt_s).astype(int)
+        k = periods(u.delay_s, period_s).astype(int)
         for i in range(len(u)):
             if (
                 not state.on[i]
@@ -261,9 +263,9 @@ class FastGen(Family):
     def follows(self) -> bool:
         return True
 
-    def limits(self, state: GenState, u: GenData, hold_h, el_s):
+    def limits(self, state: GenState, u: GenData, hold_h, since_s):
         """Online units within their ramp since the last step, between p_min and p."""
-        reach = u.ramp_per_s * el_s
+        reach = u.ramp_per_s * since_s
         lo = np.where(state.on, np.maximum(u.p_min, state.p - reach), 0.0)
         hi = np.where(state.on, np.minimum(u.p, state.p + reach), 0.0)
         return lo, np.maximum(hi, lo)

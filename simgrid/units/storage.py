@@ -123,7 +123,7 @@ class Storage(Family):
         if m.p_min_block_mw > m.p_mw:
             raise fail("p_min_block_mw", f"must not exceed p_mw ({m.p_mw:g})")
 
-    def data(self, modules: Sequence[StorageModule], buses, dt_s, h) -> StorageData:
+    def data(self, modules: Sequence[StorageModule], buses, period_s, h) -> StorageData:
         return StorageData(
             bus=np.array(buses, dtype=int),
             p=pick(modules, "p_mw"),
@@ -175,18 +175,18 @@ class Storage(Family):
     def injections(self, u: StorageData, hd: StorageHandles):
         return [(u.bus, hd.pd, 1.0), (u.bus, hd.pc, -1.0)]
 
-    def idle_start(self, u: StorageData, dt_s, h) -> StorageStart:
+    def idle_start(self, u: StorageData, period_s, h) -> StorageStart:
         return StorageStart(u.soc_target.copy())
 
     def initial(self, u: StorageData) -> StorageState:
         """At its target."""
         return StorageState(u.soc_target * u.e)
 
-    def advance(self, state: StorageState, ap: StorageApplied, u: StorageData, el_s, t_s):
+    def advance(self, state: StorageState, ap: StorageApplied, u: StorageData, since_s, t_s):
         flow = u.eta_c * ap.pc - ap.pd / u.eta_d
-        state.e = np.clip(state.e + el_s / 3600.0 * flow, u.soc_min * u.e, u.soc_max * u.e)
+        state.e = np.clip(state.e + since_s / 3600.0 * flow, u.soc_min * u.e, u.soc_max * u.e)
 
-    def window_start(self, state: StorageState, u: StorageData, t_s, dt_s, h, el_s):
+    def window_start(self, state: StorageState, u: StorageData, t_s, period_s, h, since_s):
         return StorageStart(np.divide(state.e, u.e, out=np.zeros(len(u)), where=u.e > 0))
 
     def restore(self, snap, u: StorageData) -> StorageState:
@@ -222,7 +222,7 @@ class Storage(Family):
     def follows(self) -> bool:
         return True
 
-    def limits(self, state: StorageState, u: StorageData, hold_h, el_s):
+    def limits(self, state: StorageState, u: StorageData, hold_h, since_s):
         """Discharge and charge within the rating and the energy left over the hold (an LDES
         discharges a block or nothing)."""
         dis = np.minimum(u.p, np.maximum(state.e - u.soc_min * u.e, 0) * u.eta_d / hold_h)

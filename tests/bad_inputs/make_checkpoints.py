@@ -99,7 +99,10 @@ def main() -> None:
         ).assign_attrs(forged),
         CHECKPOINT / "policy_state_for_do_nothing" / STATE,
     )
-    _write(state.drop_vars("last_dispatch_s").assign_attrs(forged), CHECKPOINT / "missing" / STATE)
+    _write(
+        state.drop_vars("policy.last_dispatch_s").assign_attrs(forged),
+        CHECKPOINT / "missing" / STATE,
+    )
     episode = xr.Dataset(
         {"unserved_energy_mwh": 1.0, "episode_status": 0},
         attrs={"simgrid_kind": "episode", "scenario_index": 0, "probability": 1.0, **OTHER_KEY},

@@ -1,0 +1,284 @@
+"""LinDistFlow: the network model of a radial feeder (one `NetworkModel`).
+
+P/Q flows on the feeder tree, squared voltage drops v_to = v_from - 2 (r P + x Q) / V_base^2,
+voltage limits with penalised violation, a hard octagon around each line's MVA rating (the
+rating is a current: at the measured voltage of the line's lower end), and per bus and period
+the balance of flows, import, units and shedding. Shedding at VoLL is the feasible last resort.
+
+Losses: LinDistFlow with sending-end flows drops only the (r^2 + x^2) l term of DistFlow, which
+makes it conservative (the AC voltage is at or above the linear one); without the losses in
+the flows it is optimistic and its import misses the losses the schedule carries. So the
+losses of an AC load flow at the measured point are demand at each line's receiving end, and
+marginal loss factors carry how they change with the decisions to the substation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from simgrid.network import Network
+from simgrid.optimization.blocks import (
+    BusData,
+    ImportHandles,
+    ScenarioData,
+    ShedHandles,
+    Weights,
+)
+from simgrid.optimization.builder import INF, Term
+from simgrid.powerflow import PowerFlowEngine, PowerFlowResult
+from simgrid.types import Campus
+
+COL = np.newaxis
+
+
+@dataclass(frozen=True, eq=False)
+class LinDistFlow:
+    """A radial feeder as the model sees it: its buses, lines as built (LinDistFlow
+    coefficients, MVA ratings) and marginal loss factors."""
+
+    buses: BusData
+    line_from: np.ndarray
+    line_to: np.ndarray
+    r_coef: np.ndarray  # 2 r / V_base^2 (pu^2 per MW)
+    x_coef: np.ndarray  # 2 x / V_base^2 (pu^2 per Mvar)
+    s_max_mva: np.ndarray
+    mlf: np.ndarray  # (N,) marginal loss factor: d(losses)/d(injection at the bus)
+
+    @classmethod
+    def of(
+        cls,
+        nw: Network,
+        max_loading_percent: float,
+        campuses: Sequence[Campus] = (),
+        mlf: np.ndarray | None = None,
+    ) -> LinDistFlow:
+        """The model's view of a network: tree, coefficients, ratings, load shares."""
+        vb2 = nw.vn_kv[nw.line_from] ** 2
+        s_max = np.sqrt(3) * nw.vn_kv[nw.line_from] * nw.line_max_i_ka * max_loading_percent / 100
+        q_per_p = np.divide(
+            nw.base_load_q_mvar,
+            nw.base_load_p_mw,
+            out=np.zeros(nw.n_bus),
+            where=nw.base_load_p_mw > 0,
+        )
+        buses = BusData(
+            nw.n_bus,
+            nw.slack_bus,
+            q_per_p,
+            np.array([c.bus for c in campuses], dtype=int),
+            np.array([c.q_per_p for c in campuses]),
+        )
+        return cls(
+            buses,
+            nw.line_from,
+            nw.line_to,
+            2 * nw.line_r_ohm / vb2,
+            2 * nw.line_x_ohm / vb2,
+            s_max,
+            np.zeros(nw.n_bus) if mlf is None else mlf,
+        )
+
+    def define(self, b, d: ScenarioData, wt: Weights, disc: np.ndarray):
+        """The network's columns and rows for a window; its handles and cost (violations)."""
+        return _define(self, b, d, wt, disc)
+
+    def balance(self, b, d, nh, shed, ih, injections) -> None:
+        """Per bus and period: flows, import, shedding and the units' injections = demand."""
+        _balances(self, b, d, nh, shed, ih, injections)
+
+    def planned_vm(self, x: np.ndarray, nh: NetworkHandles, energised: np.ndarray) -> np.ndarray:
+        """The voltages (pu) the model predicts in period 0 (NaN at dead buses)."""
+        v2 = np.maximum(x[nh.v2[0]], 0.0)
+        return np.where(energised, np.sqrt(v2), np.nan)
+
+    def planned_flows_mw(self, x: np.ndarray, nh: NetworkHandles) -> np.ndarray:
+        """The active power (MW) the model predicts on each line in period 0, from-to."""
+        return x[nh.p[0]]
+
+    def losses(self, res: PowerFlowResult, live: np.ndarray, injection_mw) -> Losses:
+        """A solved load flow's line losses as demand at each line's receiving end."""
+        return _at_receiving_ends(self.line_from, self.line_to, res, live, injection_mw)
+
+    def with_losses(self, data: ScenarioData, losses: Losses) -> ScenarioData:
+        """The window with `losses` in its demand (see `_with_losses`)."""
+        return _with_losses(data, losses, self.buses.slack, self.mlf)
+
+    def expected_losses_mw(self, losses: Losses, injection_mw: np.ndarray) -> float:
+        """Losses at `injection_mw`: the measured ones plus their marginal change."""
+        return losses.total_mw + self.mlf @ (injection_mw - losses.injection_mw)
+
+    def with_campuses(self, campus_bus, campus_q_per_p) -> LinDistFlow:
+        return replace(
+            self, buses=replace(self.buses, campus_bus=campus_bus, campus_q_per_p=campus_q_per_p)
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkHandles:
+    p: np.ndarray  # (H, L) active flow
+    q: np.ndarray
+    v2: np.ndarray  # (H, N) squared voltage
+    under: np.ndarray
+    over: np.ndarray
+
+
+def _define(net: LinDistFlow, b, d: ScenarioData, wt: Weights, disc: np.ndarray):
+    """Flows within the rating octagon, squared voltages, penalised violations."""
+    h, n, lines = d.periods, net.buses.n_bus, len(net.line_from)
+    active = np.broadcast_to(d.line_active, (h, lines))
+    s_max = net.s_max_mva * d.line_v_pu
+    lim = np.where(active, s_max, 0.0)
+    p = b.add_vars((h, lines), -lim, lim)
+    q = b.add_vars((h, lines), -lim, lim)
+    slack = np.zeros((h, n), bool)
+    slack[:, net.buses.slack] = True
+    v2 = b.add_vars((h, n), np.where(slack, 1.0, 0.0), np.where(slack, 1.0, 4.0))
+    under = b.add_vars((h, n), 0.0, INF)
+    over = b.add_vars((h, n), 0.0, INF)
+    live = np.broadcast_to(d.energised, (h, n))
+    b.add_rows([(1.0, v2), (1.0, under)], lo=np.where(live, d.v2_min, -INF))
+    b.add_rows([(1.0, v2), (-1.0, over)], hi=np.where(live, d.v2_max, INF))
+    drop = np.where(active, 0.0, -INF), np.where(active, 0.0, INF)
+    b.add_rows(
+        [(1.0, v2[:, net.line_to]), (-1.0, v2[:, net.line_from]), (net.r_coef, p), (net.x_coef, q)],
+        lo=drop[0],
+        hi=drop[1],
+    )
+    diag = np.sqrt(2) * s_max
+    for sign in (1.0, -1.0):
+        b.add_rows([(1.0, p), (sign, q)], lo=-diag, hi=diag)
+    weight = wt.voltage * d.dt_h * disc[:, COL]
+    cost = [(weight, under), (weight, over)]
+    return NetworkHandles(p, q, v2, under, over), cost
+
+
+def _balances(
+    net: LinDistFlow,
+    b,
+    d: ScenarioData,
+    nh: NetworkHandles,
+    shed: ShedHandles,
+    ih: ImportHandles,
+    injections: Sequence[tuple[np.ndarray, np.ndarray, float]],
+) -> None:
+    """Per bus and period: inflow - outflow + injections + shed (+ import at the slack) = demand.
+
+    `injections`: (bus of each unit, its (U, H) columns, sign). Demand includes the losses
+    measured at a reference point as load at each line's receiving end; how they change with
+    the decisions enters the substation's balance through marginal loss factors: the slack draws
+    sum_b mlf_b (injection_b - injection_b at the reference) more (that constant is in the
+    demand the caller passes).
+    """
+    h, n = d.demand_p.shape
+    if not b.collects_matrix:  # bounds only: the rows' right-hand sides are all that change
+        b.add_rows([(1.0, shed.conv)], lo=d.demand_p, hi=d.demand_p)
+        b.add_rows([(1.0, shed.conv)], lo=d.demand_q, hi=d.demand_q)
+        return
+    lines = len(net.line_from)
+    # incidence as dense (bus, line) coefficient arrays: +1 into `to`, -1 out of `from`
+    inc = np.zeros((n, lines))
+    inc[net.line_to, np.arange(lines)] += 1.0
+    inc[net.line_from, np.arange(lines)] -= 1.0
+    terms_p, terms_q = [], []
+    for l_ in range(lines):
+        coef = np.broadcast_to(inc[:, l_], (h, n))
+        terms_p.append((coef, np.broadcast_to(nh.p[:, [l_]], (h, n))))
+        terms_q.append((coef, np.broadcast_to(nh.q[:, [l_]], (h, n))))
+    at_slack = np.zeros((h, n))
+    at_slack[:, net.buses.slack] = 1.0
+    terms_p += [(at_slack, np.broadcast_to(ih.imp[:, COL], (h, n)))]
+    terms_q += [
+        (at_slack, np.broadcast_to(ih.imp_q[:, COL], (h, n))),
+        (np.broadcast_to(net.buses.q_per_p, (h, n)), shed.conv),
+    ]
+
+    def injection(bus: int, cols: np.ndarray, sign: float) -> Term:
+        """A column (per period) injecting at `bus`, and its marginal losses at the slack."""
+        coef = np.zeros((h, n))
+        coef[:, bus] = sign
+        coef[:, net.buses.slack] -= net.mlf[bus] * sign
+        return coef, np.broadcast_to(cols[:, COL], (h, n))
+
+    for bus in range(n):
+        terms_p.append(injection(bus, shed.conv[:, bus], 1.0))
+    for k, bus in enumerate(net.buses.campus_bus):
+        terms_p.append(injection(bus, shed.ai[:, k], 1.0))
+        coef = np.zeros((h, n))
+        coef[:, bus] = net.buses.campus_q_per_p[k]
+        terms_q.append((coef, np.broadcast_to(shed.ai[:, [k]], (h, n))))
+    for bus_of, cols, sign in injections:
+        for k, bus in enumerate(bus_of):
+            terms_p.append(injection(bus, cols[k], sign))
+    b.add_rows(terms_p, lo=d.demand_p, hi=d.demand_p)
+    b.add_rows(terms_q, lo=d.demand_q, hi=d.demand_q)
+
+
+@dataclass(frozen=True, eq=False)
+class Losses:
+    """Network losses measured at a point, as demand at each line's receiving bus (MW, Mvar),
+    the injections (units and shedding, per bus) of that point, and each line's lower end
+    voltage there (pu; 1 for a dead line)."""
+
+    p_mw: np.ndarray
+    q_mvar: np.ndarray
+    injection_mw: np.ndarray
+    line_v_pu: np.ndarray
+
+    @property
+    def total_mw(self) -> float:
+        return float(self.p_mw.sum())
+
+
+def at_receiving_ends(nw: Network, res: PowerFlowResult, live: np.ndarray, injection_mw):
+    """A solved load flow's line losses as demand at each line's receiving end."""
+    return _at_receiving_ends(nw.line_from, nw.line_to, res, live, injection_mw)
+
+
+def _at_receiving_ends(line_from, line_to, res, live, injection_mw) -> Losses:
+    recv = np.where(res.line_p_from_mw >= 0, line_to, line_from)
+    ends = np.fmin(res.vm_pu[line_from], res.vm_pu[line_to])
+    n_bus = len(live)
+    return Losses(
+        np.bincount(recv, res.line_loss_mw, minlength=n_bus) * live,
+        np.bincount(recv, res.line_loss_mvar, minlength=n_bus) * live,
+        injection_mw,
+        np.where(np.isfinite(ends) & (ends > 0), ends, 1.0),
+    )
+
+
+def marginal_loss_factors(nw: Network, p_mw: np.ndarray, q_mvar: np.ndarray) -> np.ndarray:
+    """d(losses)/d(active injection) per bus at an operating point, by the AC load flow.
+
+    A central difference of 1e-3 of the load (at least 1 kW) per bus; 0 at the slack and where
+    the perturbed load flow has no solution.
+    """
+    engine = PowerFlowEngine(nw)
+    delta = max(1e-3 * float(p_mw.sum()), 1e-3)
+    mlf = np.zeros(nw.n_bus)
+    for b in range(nw.n_bus):
+        if b == nw.slack_bus:
+            continue
+        e = np.zeros(nw.n_bus)
+        e[b] = delta
+        up, down = engine.solve(p_mw - e, q_mvar), engine.solve(p_mw + e, q_mvar)
+        if up.converged and down.converged:
+            mlf[b] = (up.losses_mw - down.losses_mw) / (2 * delta)
+    return mlf
+
+
+def _with_losses(data: ScenarioData, losses: Losses, slack: int, mlf: np.ndarray) -> ScenarioData:
+    """The window's demand with `losses` at the receiving ends (scaled through the window with
+    the square of the load), the marginal-loss reference at the substation, and line ratings
+    at the measured voltages."""
+    dp, dq = data.demand_p, data.demand_q
+    grow = (dp.sum(axis=1) / max(dp[0].sum(), 1e-9))[:, None] ** 2
+    dp = dp + grow * losses.p_mw
+    dq = dq + grow * losses.q_mvar
+    dp = dp.copy()
+    dp[:, slack] -= mlf @ losses.injection_mw
+    return ScenarioData(
+        **{**data.__dict__, "demand_p": dp, "demand_q": dq, "line_v_pu": losses.line_v_pu}
+    )
