@@ -22,6 +22,7 @@ from simgrid.units.base import (
     Window,
     at_start,
     later,
+    period,
     pick,
     previous,
 )
@@ -141,7 +142,7 @@ class BackupGen(Family):
         return BackupGenPlan(np.zeros((len(u), h)))
 
     def at(self, plan: BackupGenPlan, k: int) -> BackupGenApplied:
-        return BackupGenApplied(plan.p[:, min(k, plan.p.shape[1] - 1)])
+        return BackupGenApplied(period(plan.p, k))
 
     def idle(self, u: BackupGenData) -> BackupGenApplied:
         return BackupGenApplied(np.zeros(len(u)))

@@ -185,6 +185,28 @@ def periods(seconds, period_s: float) -> np.ndarray:
     return np.ceil(np.asarray(seconds, dtype=float) / period_s - 1e-9)
 
 
+def period(plan: np.ndarray, k: int) -> np.ndarray:
+    """Period k of a (U, H) plan (held when a solve fails: the last period repeats)."""
+    return np.take(plan, min(k, plan.shape[1] - 1), axis=1)
+
+
+def command_after_delay(
+    on: np.ndarray,
+    pending_at: np.ndarray,
+    delay_s: np.ndarray,
+    period_s: float,
+    h: int,
+    decided: np.ndarray,
+    t_s: float,
+) -> None:
+    """A unit off with nothing pending whose plan acts (`decided` (U, H) > 0.5) in the first
+    period its delay allows is commanded now: it may act at t_s + delay (`pending_at`)."""
+    k = periods(delay_s, period_s).astype(int)
+    for i in range(len(delay_s)):
+        if not on[i] and np.isnan(pending_at[i]) and 0 < k[i] < h and decided[i, k[i]] > 0.5:
+            pending_at[i] = t_s + delay_s[i]
+
+
 def pick(modules: Sequence[Module], attr: str) -> np.ndarray:
     return np.array([getattr(m, attr) for m in modules], float)
 

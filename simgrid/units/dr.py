@@ -18,8 +18,10 @@ from simgrid.units.base import (
     Module,
     Window,
     at_start,
+    command_after_delay,
     lagged,
     later,
+    period,
     periods,
     pick,
     previous,
@@ -202,15 +204,8 @@ class DemandResponse(Family):
 
     def issue_commands(self, state: DrState, u: DrData, x, hd: DrHandles, t_s, period_s, h):
         """An activation the plan makes after the notice is notified now."""
-        kn = periods(u.notice_s, period_s).astype(int)
-        for i in range(len(u)):
-            if (
-                not state.on[i]
-                and np.isnan(state.ready_at[i])
-                and 0 < kn[i] < h
-                and x[hd.activate[i, kn[i]]] > 0.5
-            ):
-                state.ready_at[i] = t_s + u.notice_s[i]
+        decided = x[hd.activate]
+        command_after_delay(state.on, state.ready_at, u.notice_s, period_s, h, decided, t_s)
 
     def plan_of(self, x, hd: DrHandles) -> DrPlan:
         return DrPlan(x[hd.curtail], x[hd.payback])
@@ -219,8 +214,7 @@ class DemandResponse(Family):
         return DrPlan(np.zeros((len(u), h)), np.zeros((len(u), h)))
 
     def at(self, plan: DrPlan, k: int) -> DrApplied:
-        j = min(k, plan.curtail.shape[1] - 1)
-        return DrApplied(plan.curtail[:, j], plan.payback[:, j])
+        return DrApplied(period(plan.curtail, k), period(plan.payback, k))
 
     def idle(self, u: DrData) -> DrApplied:
         return DrApplied(np.zeros(len(u)), np.zeros(len(u)))

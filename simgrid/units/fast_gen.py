@@ -18,8 +18,10 @@ from simgrid.units.base import (
     Module,
     Window,
     at_start,
+    command_after_delay,
     lagged,
     later,
+    period,
     periods,
     pick,
     previous,
@@ -225,15 +227,8 @@ class FastGen(Family):
 
     def issue_commands(self, state: GenState, u: GenData, x, hd: GenHandles, t_s, period_s, h):
         """A start the plan makes after the start-up delay is commanded now."""
-        k = periods(u.delay_s, period_s).astype(int)
-        for i in range(len(u)):
-            if (
-                not state.on[i]
-                and np.isnan(state.online_at[i])
-                and 0 < k[i] < h
-                and x[hd.s[i, k[i]]] > 0.5
-            ):
-                state.online_at[i] = t_s + u.delay_s[i]
+        decided = x[hd.s]
+        command_after_delay(state.on, state.online_at, u.delay_s, period_s, h, decided, t_s)
 
     def plan_of(self, x, hd: GenHandles) -> GenPlan:
         return GenPlan(x[hd.p], x[hd.u])
@@ -242,9 +237,8 @@ class FastGen(Family):
         return GenPlan(np.zeros((len(u), h)), np.zeros((len(u), h)))
 
     def at(self, plan: GenPlan, k: int) -> GenApplied:
-        j = min(k, plan.u.shape[1] - 1)
-        on = plan.u[:, j] > 0.5
-        return GenApplied(on, plan.p[:, j] * on)
+        on = period(plan.u, k) > 0.5
+        return GenApplied(on, period(plan.p, k) * on)
 
     def idle(self, u: GenData) -> GenApplied:
         return GenApplied(np.zeros(len(u), bool), np.zeros(len(u)))

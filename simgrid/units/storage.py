@@ -22,6 +22,7 @@ from simgrid.units.base import (
     Window,
     at_start,
     later,
+    period,
     pick,
     previous,
 )
@@ -205,7 +206,7 @@ class Storage(Family):
         return StoragePlan(np.zeros((len(u), h)), np.zeros((len(u), h)))
 
     def at(self, plan: StoragePlan, k: int) -> StorageApplied:
-        return StorageApplied(_period(plan.pc, k), _period(plan.pd, k))
+        return StorageApplied(period(plan.pc, k), period(plan.pd, k))
 
     def idle(self, u: StorageData) -> StorageApplied:
         return StorageApplied(np.zeros(len(u)), np.zeros(len(u)))
@@ -243,11 +244,6 @@ class Storage(Family):
 
     def energy_mwh(self, m: StorageModule) -> float:
         return m.e_mwh
-
-
-def _period(a: np.ndarray, k: int) -> np.ndarray:
-    """Period k of a (U, H) plan (held when a solve fails; the last period repeats)."""
-    return np.take(a, min(k, a.shape[1] - 1), axis=1)
 
 
 def _energy_start(b, balance: list[Term], cap: Capacity, e0_per_module: np.ndarray) -> None:
