@@ -5,6 +5,7 @@ The only place that configures logging."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
@@ -91,6 +92,25 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--alpha", type=float, help="CVaR level (0..1)")
     a.add_argument("--beta", type=float, help="weight of CVaR against the mean (0..1)")
     a.add_argument("--no-progress", action="store_true", help="never show the solver's progress")
+    vss = a.add_mutually_exclusive_group()
+    vss.add_argument(
+        "--no-vss", action="store_true", help="skip the deterministic plan and its VSS"
+    )
+    vss.add_argument(
+        "--vss-from",
+        metavar="FILE",
+        help="the deterministic plan's allocation file on the same scenarios (not solved again)",
+    )
+    a.add_argument(
+        "--validate",
+        metavar="SET",
+        help="held-out ScenarioSet: the best candidate allocations run there in closed loop "
+        "and the one with the best closed-loop risk is kept",
+    )
+    a.add_argument(
+        "--validate-days", type=int, metavar="N", help="days of --validate used (default all)"
+    )
+    _cluster_flags(a, restart=False)
     st = sub.add_parser(
         "stress",
         help="Monte Carlo stress test: every scenario of a set in closed loop, on dask",
@@ -143,7 +163,7 @@ def _scenario_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", type=int, help="scenario of --scenarios (default 0)")
 
 
-def _cluster_flags(p: argparse.ArgumentParser) -> None:
+def _cluster_flags(p: argparse.ArgumentParser, restart: bool = True) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--workers", type=int, help="local dask workers (default: one per core)")
     g.add_argument(
@@ -158,7 +178,8 @@ def _cluster_flags(p: argparse.ArgumentParser) -> None:
         ("--tls-key", "this client's private key (PEM), if not in --tls-cert"),
     ):
         p.add_argument(flag, metavar="FILE", type=Path, help=f"with a tls:// --scheduler: {what}")
-    _restart_flag(p, "episodes of an earlier run of other inputs in --out")
+    if restart:
+        _restart_flag(p, "episodes of an earlier run of other inputs in --out")
 
 
 def _restart_flag(p: argparse.ArgumentParser, what: str) -> None:
@@ -610,18 +631,64 @@ def _allocate(args: argparse.Namespace) -> int:
     cfg = replace(cfg, planning=planning)
     out = Path(args.out) if args.out else Path("results") / f"{cfg.name}_allocation.nc"
     _check_out(out)
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(args.config, "--workers", args.workers, "must be an integer >= 1")
+    security = _security(args)
+    vss = "none" if args.no_vss else (args.vss_from or "solve")
     t0 = time.perf_counter()
     progress = None if args.no_progress or not sys.stderr.isatty() else _solver_progress()
-    alloc = allocate(cfg, args.scenarios, planning, progress=progress)
+    validation = None
+    if args.validate:
+        from functools import partial
+
+        from simgrid.allocate import ValidationRequest
+        from simgrid.runner.cluster import run_episodes
+
+        if args.validate_days is not None and args.validate_days < 1:
+            raise ConfigError(args.config, "--validate-days", args.validate_days, "must be >= 1")
+        run = partial(
+            run_episodes, workers=args.workers, scheduler=args.scheduler, security=security
+        )
+        folder = out.parent / f".{out.name}.validation"
+        validation = ValidationRequest(args.validate, folder, run, args.validate_days)
+    elif args.validate_days is not None:
+        raise ConfigError(args.config, "--validate-days", args.validate_days, "needs --validate")
+    with _task_map(args, security) as scenario_map:
+        alloc = allocate(
+            cfg,
+            args.scenarios,
+            planning,
+            progress=progress,
+            vss=vss,
+            scenario_map=scenario_map,
+            validation=validation,
+        )
     if progress is not None:
         print(file=sys.stderr)
+    source = {"none": "not computed (--no-vss)", "solve": "the deterministic plan solved"}
     ds = allocation_result_dataset(
-        alloc, cfg, load_catalogue(cfg.dispatch.catalogue), args.scenarios
+        alloc,
+        cfg,
+        load_catalogue(cfg.dispatch.catalogue),
+        args.scenarios,
+        vss_source=source.get(vss, f"the deterministic plan of {vss}"),
     )
     write_dataset(ds, out)
     print(f"simgrid: {cfg.name}: allocation in {time.perf_counter() - t0:.1f} s -> {out}")
     print(_allocation_summary(alloc, planning))
     return 0
+
+
+@contextlib.contextmanager
+def _task_map(args, security):
+    """Stage-I's independent days mapped on dask with --workers or --scheduler, else in turn."""
+    if args.workers is None and args.scheduler is None:
+        yield None
+        return
+    from simgrid.runner.cluster import task_map
+
+    with task_map(args.workers, args.scheduler, security) as mapper:
+        yield mapper
 
 
 def _solver_progress():
@@ -646,10 +713,33 @@ def _allocation_summary(alloc, planning) -> str:
         f"beta {planning.beta:g}: {r.solve.termination.value}, gap {r.solve.gap:.2%}, "
         f"{r.solve.time_s:.1f} s"
     ]
+    if r.judged:
+        lines.append(
+            f"  recourse: operation (the day chained); {len(r.judged)} allocations the window "
+            f"model explored judged on it; this one's window-model objective "
+            f"${r.screening_objective:,.0f}/yr"
+        )
     for p in r.purchases:
         lines.append(f"    {p.count} x {p.module} at bus {p.bus} from {p.supplier}")
     if not r.purchases:
         lines.append("    no module is worth its cost")
+    v = alloc.validation
+    if v is not None:
+        lines.append(f"  validated in closed loop on {v.days} days of {v.scenarios}:")
+        for k, label in enumerate(v.labels):
+            d = v.versus_planned_choice[k]
+            vs = (
+                ""
+                if k == 0
+                else f"; {d.mean:+,.0f} $/yr against the planner's choice [{d.ci_low:+,.0f}, "
+                f"{d.ci_high:+,.0f}]{'' if d.established else ' (not established)'}, "
+                f"cheaper on {d.wins} of {d.n} days"
+            )
+            mark = "*" if k == v.chosen else " "
+            lines.append(
+                f"   {mark} {label}: planned ${v.planned[k]:,.0f}/yr, closed loop "
+                f"${v.closed_loop[k]:,.0f}/yr{vs}"
+            )
     for label, value in (
         ("investment", r.investment),
         ("expected recourse", r.expected_recourse),

@@ -201,16 +201,19 @@ class PlanningConfig:
     `[[planning.hosting]]` at named ones; `min_modules` / `max_modules` bound each module
     type's total. Investment is annualised with the capital recovery factor of
     `discount_rate` over `lifetime_years`. Each scenario is one day of shocks; its recourse
-    cost (the dispatch model over its shock windows, perfect foresight inside them) is scaled
-    to a year by `days_per_year`, the number of such days a year the scenarios stand for
-    (365: every day of the year is drawn from the scenario distribution). Windows run from
-    `lead_s` before each event to `tail_s` after its end, merged where they overlap, in
-    periods of `period_s`. Risk: (1 - beta) E + beta CVaR_alpha of the annual recourse, worst
-    case over the ambiguity set of `radius` (epsilon or gamma). `integer_recourse`: keep the
-    dispatch binaries integral in the scenarios (default: relaxed; see the README for the
-    measured effect). `method`: `extensive` (every scenario in one MILP), `benders`
-    (multi-cut L-shaped decomposition: a small master over the first stage and one LP per
-    scenario; needs relaxed recourse) or `auto` (benders unless the recourse is integral).
+    cost is scaled to a year by `days_per_year`, the number of such days a year the scenarios
+    stand for (365: every day of the year is drawn from the scenario distribution).
+    `recourse`: `operation` (the default: the scenario's whole day as the rolling dispatcher
+    meets it -- blocks of its lookahead chained one after the other from the day's start, in
+    its period, the plant's step where an oscillation is live; Benders only) or `windows` (the
+    dispatch model over the shock windows from `lead_s` before each event to `tail_s` after its
+    end, merged where they overlap, in periods of `period_s`, each from rest with perfect
+    foresight inside). Risk: (1 - beta) E + beta CVaR_alpha of the annual recourse, worst case
+    over the ambiguity set of `radius` (epsilon or gamma). `integer_recourse`: keep the
+    dispatch binaries integral in the scenarios (windows only; default: relaxed). `method`:
+    `extensive` (every scenario in one MILP), `benders` (multi-cut L-shaped decomposition: a
+    small master over the first stage and one LP per scenario, or chain of LPs; needs relaxed
+    recourse) or `auto` (benders unless the recourse is integral).
     """
 
     candidates: tuple[int, ...] = ()
@@ -231,6 +234,7 @@ class PlanningConfig:
     radius: float = 0.0
     integer_recourse: bool = False
     method: str = "auto"
+    recourse: str = "operation"
     time_limit_s: float = 300.0
     mip_gap: float = 0.01
 
@@ -715,6 +719,7 @@ def parse_planning(t: Table) -> PlanningConfig:
         radius=t.number("radius", d.radius),
         integer_recourse=_boolean(t, "integer_recourse", d.integer_recourse),
         method=t.string("method", d.method, choices=("auto", "extensive", "benders")),
+        recourse=t.string("recourse", d.recourse, choices=("operation", "windows")),
         time_limit_s=t.number("time_limit_s", d.time_limit_s, lo=0, lo_open=True),
         mip_gap=t.number("mip_gap", d.mip_gap, lo=0, hi=1),
     )
@@ -737,6 +742,12 @@ def check_planning(cfg: PlanningConfig, fail: Callable[[str, object, str], Confi
         raise fail(
             "method", cfg.method, "benders needs relaxed recourse (integer_recourse = false)"
         )
+    if cfg.recourse == "operation" and (cfg.method == "extensive" or cfg.integer_recourse):
+        why = (
+            "operation recourse chains the day's blocks one after the other, which only Benders "
+            "does (relaxed recourse); use recourse = 'windows' for the extensive form"
+        )
+        raise fail("recourse", cfg.recourse, why)
 
 
 def planning_with(cfg: RunConfig, **flags: object) -> PlanningConfig:

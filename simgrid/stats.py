@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -64,6 +65,35 @@ def bootstrap(
     values = np.array([fn(x[k], ones) for k in picks])
     tail = (1.0 - level) / 2
     return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """a - b over common scenarios: its probability-weighted mean with a bootstrap interval,
+    how often a is lower (wins) or higher (losses), and whether the interval excludes 0."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    wins: int
+    losses: int
+    n: int
+
+    @property
+    def established(self) -> bool:
+        """The interval excludes zero: the sign of the difference is supported."""
+        return self.ci_low > 0 or self.ci_high < 0
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, p: np.ndarray, level=0.95) -> PairedDifference:
+    """a - b scenario by scenario (scenarios where either is NaN are left out)."""
+    a, b, p = (np.asarray(v, dtype=float) for v in (a, b, p))
+    ok = np.isfinite(a) & np.isfinite(b)
+    d, w = a[ok] - b[ok], p[ok]
+    if not ok.any():
+        return PairedDifference(math.nan, math.nan, math.nan, 0, 0, 0)
+    lo, hi = bootstrap(d, w, mean, level)
+    return PairedDifference(mean(d, w), lo, hi, int((d < 0).sum()), int((d > 0).sum()), len(d))
 
 
 STATISTICS = ("p_undefined", "mean", "std", "p05", "p50", "p95", "mean_ci_low", "mean_ci_high")

@@ -70,6 +70,7 @@ def _problem(deficits=(0.0, 4.0), p=(0.5, 0.5), catalogue=CATALOGUE, **cfg) -> P
         beta=0.0,
         time_limit_s=60.0,
         mip_gap=0.0,
+        recourse="windows",  # hand-solvable windows (operation recourse: tests/test_operation.py)
     )
     net = LinDistFlow.of(_two_bus(), 1e6).with_campuses(np.array([1]), np.zeros(1))
     d = np.abs(np.subtract.outer(np.arange(len(deficits)), np.arange(len(deficits)))).astype(float)

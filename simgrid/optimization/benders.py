@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from simgrid.optimization.planner import (
     define_first_stage,
     define_recourse,
     objective_at,
+    purchases_of,
     result,
 )
 from simgrid.optimization.risk import define_risk
@@ -161,8 +162,8 @@ class Benders:
 
     def lps(self, first: FirstStage) -> list[ScenarioLP]:
         if self._lps is None:
-            scale = self.problem.cfg.days_per_year
-            self._lps = [scenario_lp(self.problem, first, w, scale) for w in self.problem.windows]
+            problem, scale = self.problem, self.problem.cfg.days_per_year
+            self._lps = [scenario_lp(problem, first, w, scale) for w in problem.windows]
         return self._lps
 
     def solve(self, progress: Progress | None = None) -> PlanResult:
@@ -189,7 +190,7 @@ def _solve(solver: Benders, master: Master, progress: Progress | None) -> PlanRe
     lps = solver.lps(first)
     _relaxed_cuts(master, lps, problem, t_start)
     best: tuple[float, np.ndarray, np.ndarray] | None = None  # (upper bound, counts, Q)
-    lower, seen = -math.inf, set()
+    lower, seen, explored = -math.inf, set(), []
     while True:
         left = cfg.time_limit_s - (time.perf_counter() - t_start)
         res = master.solve(max(left, 1.0))
@@ -209,6 +210,7 @@ def _solve(solver: Benders, master: Master, progress: Progress | None) -> PlanRe
         values, slopes = zip(*(lp.evaluate(sizes, max(left, 1.0)) for lp in lps), strict=True)
         q = np.array(values)
         upper = objective_at(problem, first, counts, q)
+        explored.append((purchases_of(problem, first, counts), upper))
         if best is None or upper < best[0]:
             best = (upper, counts, q)
         for s, (value, slope) in enumerate(zip(values, slopes, strict=True)):
@@ -222,4 +224,4 @@ def _solve(solver: Benders, master: Master, progress: Progress | None) -> PlanRe
     gap = max((upper - lower) / max(abs(upper), 1e-9), 0.0)
     term = Termination.OPTIMAL if gap <= cfg.mip_gap + 1e-12 else Termination.FEASIBLE
     solved = SolveResult(term, None, upper, min(lower, upper), gap, time.perf_counter() - t_start)
-    return result(problem, first, counts, q, solved)
+    return replace(result(problem, first, counts, q, solved), explored=tuple(explored))

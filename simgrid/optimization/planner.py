@@ -41,12 +41,14 @@ class PlanningProblem:
     net: NetworkModel
     catalogue: Catalogue
     candidates: tuple[int, ...]
-    windows: tuple[tuple[ScenarioData, ...], ...]  # per scenario
+    windows: tuple[tuple[ScenarioData, ...], ...]  # per scenario: its shock windows
     probability: np.ndarray
     distance: np.ndarray | None
     weights: Weights
     cfg: PlanningConfig
     source: str = "<config>"
+    # per scenario: its day in blocks of the dispatcher's lookahead (operation recourse)
+    days: tuple[tuple[ScenarioData, ...], ...] = ()
 
     @property
     def spec(self) -> RiskSpec:
@@ -108,6 +110,12 @@ class PlanResult:
     objective: float
     solve: SolveResult
     vss: float = math.nan  # value of the stochastic solution against the deterministic plan
+    # operation recourse: what the screening model (the shock windows) said of this plan, and
+    # every plan judged on the chained days (purchases, operation objective, screening one)
+    screening_objective: float = math.nan
+    judged: tuple = ()
+    # plans the solver evaluated on its way: (purchases, its model's objective)
+    explored: tuple = ()
 
     @property
     def premium(self) -> float:
@@ -125,7 +133,7 @@ def define_first_stage(b, problem: PlanningProblem, fixed: Sequence[Purchase] | 
     modules = {m.name: m for m in cat.modules}
     sup = [(k, s) for k, s in enumerate(cat.suppliers) if s.module in modules]
     fixed_counts = {(p.supplier, p.bus): p.count for p in fixed or ()}
-    supplier, bus, lb, ub, cost = [], [], [], [], []
+    supplier, bus, lb, ub, cost, most_of = [], [], [], [], [], []
     for b_ in problem.candidates:
         for k, s in sup:
             supplier.append(k)
@@ -134,6 +142,9 @@ def define_first_stage(b, problem: PlanningProblem, fixed: Sequence[Purchase] | 
             lb.append(0.0 if n is None else n)
             ub.append(float(s.available) if n is None else n)
             cost.append(s.unit_cost * cfg.annuity)
+            # the big-M of gated limits is what could be bought, fixed purchases or not: an
+            # allocation judged in the model is priced as the plan that chose it was
+            most_of.append(max(float(s.available), ub[-1]))
     supplier, bus = np.array(supplier, dtype=int), np.array(bus, dtype=int)
     buy = b.add_vars(len(supplier), np.array(lb), np.array(ub), integer=True)
     units, size_cols, max_size = [], [], []
@@ -146,7 +157,7 @@ def define_first_stage(b, problem: PlanningProblem, fixed: Sequence[Purchase] | 
             ]
             if not mine:
                 continue
-            most = sum(ub[i] for i in mine)
+            most = sum(most_of[i] for i in mine)
             col = b.add_vars(1, 0.0, most)
             b.add_rows([(1.0, col), *[(-1.0, buy[i : i + 1]) for i in mine]], lo=0.0, hi=0.0)
             units.append((m, b_))
@@ -247,12 +258,10 @@ def objective_at(problem: PlanningProblem, first: FirstStage, counts, recourse) 
     return float(first.invest[0][0] @ counts) + wc.value
 
 
-def result(
-    problem: PlanningProblem, first: FirstStage, counts: np.ndarray, h: np.ndarray, res
-) -> PlanResult:
-    """The plan's purchases, costs and risks at purchase `counts` with recourse `h`."""
+def purchases_of(problem: PlanningProblem, first: FirstStage, counts) -> tuple[Purchase, ...]:
+    """The purchases of purchase-column `counts`."""
     cat = problem.catalogue
-    purchases = tuple(
+    return tuple(
         Purchase(
             cat.suppliers[first.supplier[i]].module,
             int(first.bus[i]),
@@ -260,8 +269,15 @@ def result(
             cat.suppliers[first.supplier[i]].name,
             cat.suppliers[first.supplier[i]].unit_cost,
         )
-        for i in np.flatnonzero(counts > 0)
+        for i in np.flatnonzero(np.asarray(counts) > 0)
     )
+
+
+def result(
+    problem: PlanningProblem, first: FirstStage, counts: np.ndarray, h: np.ndarray, res
+) -> PlanResult:
+    """The plan's purchases, costs and risks at purchase `counts` with recourse `h`."""
+    purchases = purchases_of(problem, first, counts)
     invest = float(first.invest[0][0] @ counts)
     p, spec = problem.probability, problem.spec
     var, cv = cvar(h, p, spec.alpha)

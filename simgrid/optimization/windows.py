@@ -1,15 +1,18 @@
-"""Stage-I's scenario data: each scenario's shock windows as dispatch-model windows.
+"""Stage-I's scenario data: each scenario's day as dispatch-model windows.
 
-A scenario (one day of shocks) is planned over windows from `lead_s` before each event to
-`tail_s` after its end, merged where they overlap, in periods of `period_s`. In each period:
+Operation recourse (the default) cuts the whole day into blocks of the dispatcher's lookahead,
+in its period (the plant's step in a block where an oscillation is live, so that the swings
+are resolved as the plant meets them); the planner chains them, each starting where the one
+before ended (benders.py). Window recourse plans over windows from `lead_s` before each event
+to `tail_s` after its end, merged where they overlap, in periods of `period_s`. In each period:
 the conventional load follows the day-ahead profile and each campus its load with the events
 (averaged over the period, sampled every minute), a line is out if it is out at any moment
 of the period, the schedule is the AC import of the same period without shocks or outages,
 and the AC losses at the period's demand (no flexible units) are demand at each line's
 receiving end -- the same physics as the Stage-II dispatcher's windows.
 
-The deterministic plan's single scenario is the expected shock: one window over the whole
-horizon with each campus at its probability-weighted mean load and no outage.
+The deterministic plan's single scenario is the expected shock: the whole horizon (one window,
+or the day's blocks) with each campus at its probability-weighted mean load and no outage.
 """
 
 from __future__ import annotations
@@ -171,6 +174,48 @@ def scenario_windows(
     )
 
 
+@dataclass(frozen=True)
+class DayBlocks:
+    """How operation recourse cuts a day: blocks of `block_s` (the dispatcher's lookahead) in
+    periods of `period_s` (its re-dispatch interval), or of `fine_s` (the plant's step) where
+    an oscillation is live."""
+
+    block_s: float
+    period_s: float
+    fine_s: float
+
+    def spans(self, horizon_s: float, events: Sequence[Event]) -> list[tuple[float, float, float]]:
+        """(start, end, period) of each block of the day."""
+        swings = [(e.start_s, e.end_s) for e in events if e.kind is EventKind.OSCILLATION]
+        out = []
+        for t0 in np.arange(0.0, horizon_s, self.block_s):
+            t1 = min(float(t0) + self.block_s, horizon_s)
+            live = any(a < t1 and b > t0 for a, b in swings)
+            out.append((float(t0), t1, self.fine_s if live else self.period_s))
+        return out
+
+
+def scenario_days(
+    ctx: PlanContext, events: Sequence[Event], blocks: DayBlocks
+) -> tuple[ScenarioData, ...]:
+    """The day's blocks of one scenario, in order."""
+    return tuple(
+        window(ctx, events, t0, t1, period)
+        for t0, t1, period in blocks.spans(ctx.horizon_s, events)
+    )
+
+
+def _mean_ai(ctx, scenarios, probability, t0: float, t1: float, period_s: float) -> np.ndarray:
+    """Each campus's probability-weighted mean load per period of [t0, t1)."""
+    _, inst = _samples(t0, t1, period_s)
+    h, k = inst.shape
+    mean = np.zeros((h, len(ctx.campuses)))
+    for p, events in zip(probability, scenarios, strict=True):
+        ai = campus_loads_mw(ctx.campuses, ctx.campus_profiles, events, inst.ravel())
+        mean += p * ai.reshape(h, k, -1).mean(axis=1)
+    return mean
+
+
 def expected_window(
     ctx: PlanContext,
     scenarios: Sequence[Sequence[Event]],
@@ -178,10 +223,20 @@ def expected_window(
     cfg: PlanningConfig,
 ) -> ScenarioData:
     """The expected-shock scenario: the whole horizon, campuses at their mean load."""
-    _, inst = _samples(0.0, ctx.horizon_s, cfg.period_s)
-    h, k = inst.shape
-    mean = np.zeros((h, len(ctx.campuses)))
-    for p, events in zip(probability, scenarios, strict=True):
-        ai = campus_loads_mw(ctx.campuses, ctx.campus_profiles, events, inst.ravel())
-        mean += p * ai.reshape(h, k, -1).mean(axis=1)
+    mean = _mean_ai(ctx, scenarios, probability, 0.0, ctx.horizon_s, cfg.period_s)
     return window(ctx, (), 0.0, ctx.horizon_s, cfg.period_s, ai_mw=mean)
+
+
+def expected_day(
+    ctx: PlanContext,
+    scenarios: Sequence[Sequence[Event]],
+    probability: np.ndarray,
+    blocks: DayBlocks,
+) -> tuple[ScenarioData, ...]:
+    """The expected-shock day in blocks (at the dispatcher's period: the mean of the
+    scenarios' loads has no swing left to resolve)."""
+    plain = DayBlocks(blocks.block_s, blocks.period_s, blocks.period_s)
+    return tuple(
+        window(ctx, (), t0, t1, period, ai_mw=_mean_ai(ctx, scenarios, probability, t0, t1, period))
+        for t0, t1, period in plain.spans(ctx.horizon_s, ())
+    )

@@ -142,6 +142,28 @@ def client(
         yield c
 
 
+@contextlib.contextmanager
+def task_map(
+    workers: int | None = None,
+    scheduler: str | None = None,
+    security: ClusterSecurity = ClusterSecurity(),
+) -> Iterator[Callable]:
+    """map(fn, items) over a dask cluster, for independent tasks that share one large
+    argument (Stage-I's days: `fn` is sent to every worker once, then called per item)."""
+    with client(workers, scheduler, security) as c:
+
+        def mapper(fn: Callable, items: Sequence) -> list:
+            shared = c.scatter(fn, broadcast=True)
+            futures = c.map(_call, [shared] * len(items), list(items), pure=False)
+            return c.gather(futures)
+
+        yield mapper
+
+
+def _call(fn: Callable, item):
+    return fn(item)
+
+
 @dataclass(frozen=True)
 class Progress:
     done: int

@@ -62,6 +62,7 @@ class BackupGenStart:
     p0: np.ndarray
     ramp0_s: np.ndarray
     budget: np.ndarray  # fraction of the run budget left
+    budget_mwh: np.ndarray | None = None  # or in MWh (a planned day's later blocks)
 
 
 @dataclass
@@ -115,7 +116,7 @@ class BackupGen(Family):
         ramp[:, 0] = u.ramp_per_s * start.ramp0_s
         cap.limit(b, [(1.0, p), (-lt, previous(p))], ramp, h, below=True, extra=p0)
         cap.limit(b, [(-1.0, p), (lt, previous(p))], ramp, h, below=True, extra=-p0)
-        cap.budget(b, p, dt, start.budget * u.energy)
+        cap.budget(b, p, dt, start.budget * u.energy, start.budget_mwh)
         return BackupGenHandles(p), [(u.mc[:, COL] * dt, p)]
 
     def injections(self, u: BackupGenData, hd: BackupGenHandles):
@@ -124,6 +125,19 @@ class BackupGen(Family):
     def idle_start(self, u: BackupGenData, period_s, h) -> BackupGenStart:
         n = len(u)
         return BackupGenStart(np.zeros(n), np.full(n, period_s), np.ones(n))
+
+    def next_start(self, start, x, hd: BackupGenHandles, u, size, w, nxt, period_s, h):
+        """Output carried, the run budget left less what the block ran."""
+        left = np.maximum(start.budget_mwh - x[hd.p].sum(axis=1) * w.dt_h, 0.0)
+        cap = u.energy * size
+        ok = np.isfinite(cap) & (cap > 0)
+        frac = np.divide(left, cap, out=start.budget.copy(), where=ok)
+        return BackupGenStart(x[hd.p[:, -1]], np.full(len(u), period_s), frac, left)
+
+    def absolute(self, start: BackupGenStart, u: BackupGenData, size) -> BackupGenStart:
+        return BackupGenStart(
+            start.p0, start.ramp0_s, start.budget, _mwh(start.budget, u.energy, size)
+        )
 
     def initial(self, u: BackupGenData) -> BackupGenState:
         return BackupGenState(np.zeros(len(u)), np.zeros(len(u)))
@@ -177,6 +191,12 @@ def _budget_left(state: BackupGenState, u: BackupGenData) -> np.ndarray:
     left = np.maximum(u.energy - state.used, 0.0)
     frac = np.divide(left, u.energy, out=np.ones(len(u)), where=np.isfinite(u.energy))
     return np.where(u.energy > 0, frac, 0.0)
+
+
+def _mwh(fraction: np.ndarray, per_module_mwh: np.ndarray, size) -> np.ndarray:
+    """A budget's fraction in MWh for units of `size` modules (inf: no budget)."""
+    finite = np.isfinite(per_module_mwh)
+    return np.where(finite, fraction * np.where(finite, per_module_mwh, 0.0) * size, np.inf)
 
 
 FAMILY = BackupGen()

@@ -142,13 +142,16 @@ class Capacity:
         terms = [(1.0, x), (-m, gate), *self.size_terms(per_module, x.shape[-1])]
         return b.add_rows(terms, lo=-m)
 
-    def budget(self, b, x: np.ndarray, dt_h: float, per_module: np.ndarray) -> None:
-        """sum over the window of dt x x <= per_module x size (an energy budget left)."""
+    def budget(self, b, x: np.ndarray, dt_h: float, per_module: np.ndarray, absolute=None) -> None:
+        """sum over the window of dt x x <= per_module x size (an energy budget left), or
+        <= `absolute` (MWh) where a planned day carries what is left from block to block."""
         n, h = x.shape
         if n == 0:
             return
         terms = [(np.full(n, dt_h), x[:, t]) for t in range(h)]
-        if self.chosen:
+        if absolute is not None:
+            b.add_rows(terms, hi=absolute)
+        elif self.chosen:
             b.add_rows([*terms, (-per_module, self.cols)], hi=0.0)
         else:
             b.add_rows(terms, hi=per_module * self.count)
@@ -251,6 +254,17 @@ class Family(ABC):
     @abstractmethod
     def idle_start(self, data, period_s: float, h: int):
         """The window start of units at rest, at their targets, budgets full (Stage-I)."""
+
+    @abstractmethod
+    def next_start(self, start, x, handles, data, size, w: Window, nxt, period_s: float, h: int):
+        """The start of the next block of a planned day (operation recourse): where the
+        solved block `x` left the units (per module of `size`), within what the next block's
+        data `nxt` (periods of `period_s`, h of them) allows."""
+
+    def absolute(self, start, data, size: np.ndarray):
+        """`start` with what it states per module of a unit (energy, budgets) in MWh for units
+        of `size` modules: a planned day's blocks then differ only in bounds (see benders)."""
+        return start
 
     @abstractmethod
     def initial(self, data):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -76,6 +76,7 @@ class DrStart:
     run_left: np.ndarray  # (D, H): active periods allowed in the max_on + 1 periods to t
     budget: np.ndarray  # fraction of the budget left
     owed0: np.ndarray
+    budget_mwh: np.ndarray | None = None  # or in MWh (a planned day's later blocks)
 
 
 @dataclass
@@ -146,7 +147,7 @@ class DemandResponse(Family):
             terms = [lagged(active, lag, lag <= u.max_on[:, COL]) for lag in lags]
             b.add_rows(terms, hi=start.run_left)
         # the energy budget left bounds what the whole window curtails
-        cap.budget(b, dd, dt, start.budget * u.energy)
+        cap.budget(b, dd, dt, start.budget * u.energy, start.budget_mwh)
         own0 = at_start(start.owed0, h)
         b.add_rows(
             [(1.0, owed), (-lt, previous(owed)), (-dt * u.rebound[:, COL], dd), (dt, pb)],
@@ -170,6 +171,24 @@ class DemandResponse(Family):
             budget=np.ones(d),
             owed0=np.zeros(d),
         )
+
+    def next_start(self, start: DrStart, x, hd: DrHandles, u: DrData, size, w, nxt, period_s, h):
+        """Activity and rebound owed carried, the budget left less what the block curtailed;
+        the run time of a relaxed plan is not."""
+        idle = self.idle_start(nxt, period_s, h)
+        used = x[hd.curtail].sum(axis=1) * w.dt_h
+        left = np.maximum(start.budget_mwh - used, 0.0)
+        return DrStart(
+            a0=x[hd.active[:, -1]],
+            z_ub=idle.z_ub,
+            run_left=idle.run_left,
+            budget=_fraction(left, u.energy * size, start.budget),
+            owed0=x[hd.owed[:, -1]],
+            budget_mwh=left,
+        )
+
+    def absolute(self, start: DrStart, u: DrData, size) -> DrStart:
+        return replace(start, budget_mwh=_mwh(start.budget, u.energy, size))
 
     def initial(self, u: DrData) -> DrState:
         d = len(u)
@@ -234,6 +253,18 @@ class DemandResponse(Family):
 
     def cost_per_mwh(self, m: DrModule) -> float:
         return m.cost_per_mwh
+
+
+def _fraction(mwh: np.ndarray, cap_mwh: np.ndarray, otherwise: np.ndarray) -> np.ndarray:
+    """MWh as a fraction of a unit's budget (`otherwise` where it has none or no size)."""
+    ok = np.isfinite(cap_mwh) & (cap_mwh > 0)
+    return np.divide(mwh, cap_mwh, out=np.asarray(otherwise, float).copy(), where=ok)
+
+
+def _mwh(fraction: np.ndarray, per_module_mwh: np.ndarray, size) -> np.ndarray:
+    """A budget's fraction in MWh for units of `size` modules (inf: no budget)."""
+    finite = np.isfinite(per_module_mwh)
+    return np.where(finite, fraction * np.where(finite, per_module_mwh, 0.0) * size, np.inf)
 
 
 FAMILY = DemandResponse()

@@ -188,6 +188,18 @@ class FastGen(Family):
             s_ub=s_ub.reshape(g, h),
         )
 
+    def next_start(self, start, x, hd: GenHandles, u, size, w, nxt: GenData, period_s, h):
+        """Output and commitment carried; the history bounds of a relaxed plan are not."""
+        idle = self.idle_start(nxt, period_s, h)
+        return GenStart(
+            p0=x[hd.p[:, -1]],
+            ramp0_s=idle.ramp0_s,
+            u0=x[hd.u[:, -1]],
+            u_lb=idle.u_lb,
+            u_ub=idle.u_ub,
+            s_ub=idle.s_ub,
+        )
+
     def initial(self, u: GenData) -> GenState:
         g = len(u)
         return GenState(np.zeros(g, bool), np.zeros(g), np.full(g, math.inf), np.full(g, np.nan))

@@ -89,6 +89,7 @@ class StorageHandles:
 @dataclass(frozen=True, eq=False)
 class StorageStart:
     e0: np.ndarray  # stored energy, as a fraction of the unit's energy rating
+    e0_mwh: np.ndarray | None = None  # or in MWh (a planned day's later blocks)
 
 
 @dataclass
@@ -162,7 +163,11 @@ class Storage(Family):
             (-dt * u.eta_c[:, COL], pc),
             (dt / u.eta_d[:, COL], pd),
         ]
-        _energy_start(b, balance, cap, at_start(start.e0, h) * u.e[:, COL])
+        if start.e0_mwh is not None:
+            rhs = at_start(start.e0_mwh, h)
+            b.add_rows(balance, lo=rhs, hi=rhs)
+        else:
+            _energy_start(b, balance, cap, at_start(start.e0, h) * u.e[:, COL])
         dev_up = b.add_vars((s, h), 0.0, INF)
         dev_dn = b.add_vars((s, h), 0.0, INF)
         band = SOC_DEAD_BAND * (e_max - e_min)
@@ -178,6 +183,14 @@ class Storage(Family):
 
     def idle_start(self, u: StorageData, period_s, h) -> StorageStart:
         return StorageStart(u.soc_target.copy())
+
+    def next_start(self, start, x, hd: StorageHandles, u: StorageData, size, w, nxt, period_s, h):
+        e = x[hd.e[:, -1]]
+        cap = u.e * size
+        return StorageStart(np.divide(e, cap, out=u.soc_target.copy(), where=cap > 0), e)
+
+    def absolute(self, start: StorageStart, u: StorageData, size) -> StorageStart:
+        return StorageStart(start.e0, start.e0 * u.e * size)
 
     def initial(self, u: StorageData) -> StorageState:
         """At its target."""
