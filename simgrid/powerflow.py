@@ -38,6 +38,16 @@ class PowerFlowResult:
         return cls(False, np.full(n_bus, nan), np.full(n_line, nan), nan, nan, nan)
 
 
+def net_demand(load_p_mw, load_q_mvar, keep, shed_p_mw, shed_q_mvar, inj_p_mw, inj_q_mvar):
+    """Per bus, what it draws from the network (MW, Mvar; negative: net injection): the load
+    still connected (`keep`: the fraction protection left), less the shedding (never below
+    nothing; a bus with no active load left draws no reactive load either), less the units'
+    injections. The plant solves this; the real-time layer predicts around it."""
+    served_p = np.maximum(load_p_mw * keep - shed_p_mw, 0.0)
+    served_q = np.where(served_p > 0, load_q_mvar * keep - shed_q_mvar, 0.0)
+    return served_p - inj_p_mw, served_q - inj_q_mvar
+
+
 def per_bus_load_net(network: Network):
     """A copy of the pandapower net whose loads are exactly one per bus, in bus order."""
     import pandapower as pp
@@ -154,7 +164,7 @@ class PowerFlowEngine:
             losses,
             p1 + p2,
             q1 + q2,
-            p1,
+            p1.copy(),  # lightsim2grid hands out its buffer, which the next solve overwrites
         )
 
 

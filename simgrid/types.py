@@ -141,6 +141,12 @@ class GridState:
     last_import_mw: float | None = None
     upstream_follow_mw: float = 0.0
     uvls_fraction: np.ndarray | None = None  # per bus: load disconnected by protection
+    # the last solved step (None if it did not solve): per line its active flow at the from
+    # end and loading, per bus what it drew (see powerflow.net_demand)
+    last_line_p_mw: np.ndarray | None = None
+    last_loading_percent: np.ndarray | None = None
+    last_net_p_mw: np.ndarray | None = None
+    last_net_q_mvar: np.ndarray | None = None
 
     def connected(self) -> np.ndarray:
         """Per bus, the fraction of its load connected (energised, not shed by protection)."""

@@ -25,7 +25,7 @@ import numpy as np
 
 from simgrid.config import ProtectionConfig, ProtectionMode
 from simgrid.errors import ConfigError
-from simgrid.powerflow import PowerFlowEngine, PowerFlowResult
+from simgrid.powerflow import PowerFlowEngine, PowerFlowResult, net_demand
 from simgrid.types import Snapshot
 
 _MAX_ROUNDS = 200  # shedding rounds per step; each sheds at least one block
@@ -38,7 +38,8 @@ class Protected:
 
     `uvls_p_mw` / `uvls_q_mvar`: load shed by UVLS per bus (latched blocks included);
     `shed_p_mw`: the dispatcher's shedding as applied (never more than the load left);
-    `collapsed`: no solution even after protection (all load counts as lost this step).
+    `collapsed`: no solution even after protection (all load counts as lost this step);
+    `net_p_mw` / `net_q_mvar`: what each bus drew in the solved step (`net_demand`).
     """
 
     pf: PowerFlowResult
@@ -46,6 +47,8 @@ class Protected:
     uvls_q_mvar: np.ndarray
     shed_p_mw: np.ndarray
     collapsed: bool
+    net_p_mw: np.ndarray  # per bus: what was solved (`net_demand`)
+    net_q_mvar: np.ndarray
 
 
 class Protection:
@@ -121,16 +124,19 @@ class Protection:
             self.below_since_s[~(pf.vm_pu < self.cfg.uvls_pickup_pu)] = np.nan
         return self._result(pf, *loads)
 
-    def _solve(self, blocks, load_p, load_q, shed_p, shed_q, inj_p, inj_q) -> PowerFlowResult:
-        keep = 1.0 - self._fraction(blocks)
-        served_p = np.maximum(load_p * keep - shed_p, 0.0)
-        served_q = np.where(served_p > 0, load_q * keep - shed_q, 0.0)
-        return self.engine.solve(served_p - inj_p, served_q - inj_q)
+    def _solve(self, blocks, *loads) -> PowerFlowResult:
+        return self.engine.solve(*self._net(blocks, *loads))
 
-    def _result(self, pf, load_p, load_q, shed_p, *_) -> Protected:
+    def _net(self, blocks, load_p, load_q, shed_p, shed_q, inj_p, inj_q):
+        keep = 1.0 - self._fraction(blocks)
+        return net_demand(load_p, load_q, keep, shed_p, shed_q, inj_p, inj_q)
+
+    def _result(self, pf, *loads) -> Protected:
         f = self.shed_fraction
+        load_p, load_q, shed_p = loads[:3]
         shed = np.minimum(shed_p, load_p * (1.0 - f))
-        return Protected(pf, load_p * f, load_q * f, shed, not pf.converged)
+        net_p, net_q = self._net(self.blocks, *loads)
+        return Protected(pf, load_p * f, load_q * f, shed, not pf.converged, net_p, net_q)
 
     def _low_buses(self, t_s: float, pf: PowerFlowResult, load_p: np.ndarray) -> np.ndarray | None:
         """Buses whose relays trip now (None: nothing left to do or nobody may act yet)."""

@@ -302,6 +302,10 @@ class Loop:
             import_schedule_mw=s.schedule_mw,
             last_vm_pu=last.vm_pu if converged else None,
             last_import_mw=last.import_mw if last is not None else None,
+            last_line_p_mw=last.line_p_mw if converged else None,
+            last_loading_percent=last.loading_percent if converged else None,
+            last_net_p_mw=last.net_p_mw if converged else None,
+            last_net_q_mvar=last.net_q_mvar if converged else None,
             upstream_follow_mw=self.follower.follow_mw,
             uvls_fraction=self.protection.shed_fraction.copy(),
         )
@@ -325,7 +329,7 @@ class Loop:
         self.follower.restore(snap.require("follower"))
         self.protection.restore(snap.require("protection"))
         measured = snap.part("measured")
-        template = Measured(True, np.zeros(self.nw.n_bus), 0.0)
+        template = Measured.template(self.nw.n_bus, self.nw.n_line)
         self.measured = None if measured is None else measured.fields_like(template)
         self.policy.restore(snap.require("policy"))
         if not self.snapshot().same(snap):  # a stray or missing name is not this run's state
@@ -339,15 +343,37 @@ _NOT_THIS_RUN = "does not belong to the state of this run's loop: not this run's
 @dataclass(frozen=True, eq=False)
 class Measured:
     """What the dispatcher is told about the last step: whether its power flow solved, the
-    voltages it measured and the import."""
+    voltages it measured, the import, each line's active flow (from-end) and loading, and what
+    each bus drew (the point the real-time layer predicts around)."""
 
     converged: bool
     vm_pu: np.ndarray
     import_mw: float
+    line_p_mw: np.ndarray
+    loading_percent: np.ndarray
+    net_p_mw: np.ndarray
+    net_q_mvar: np.ndarray
 
     @classmethod
     def of(cls, s: Step) -> Measured:
-        return cls(not s.protected.collapsed, s.protected.pf.vm_pu, s.import_mw)
+        pr = s.protected
+        flows = pr.pf.line_p_from_mw
+        line_p = np.full(len(pr.pf.line_loading_percent), np.nan) if flows is None else flows
+        return cls(
+            not pr.collapsed,
+            pr.pf.vm_pu,
+            s.import_mw,
+            line_p,
+            pr.pf.line_loading_percent,
+            pr.net_p_mw,
+            pr.net_q_mvar,
+        )
+
+    @classmethod
+    def template(cls, n_bus: int, n_line: int) -> Measured:
+        """The shapes a snapshot's measurement must have."""
+        bus, line = np.zeros(n_bus), np.zeros(n_line)
+        return cls(True, bus, 0.0, line, line, bus, bus)
 
 
 @dataclass(frozen=True)

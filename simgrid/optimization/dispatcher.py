@@ -155,7 +155,8 @@ class RollingDispatcher:
         mlf = marginal_loss_factors(network, p, q)  # at the peak, campuses at their base
         net = network_model(network, max_loading_percent, windows.campuses, mlf)
         ud = units_data(units, cfg.redispatch_s, cfg.horizon_steps)
-        realtime = RealTimeLayer(ud, hold_s, cfg.realtime)
+        network_limits = VoltageLimits(v_min_pu, v_max_pu)  # between calls: no margin
+        realtime = RealTimeLayer(ud, hold_s, cfg.realtime, net, network_limits, max_loading_percent)
         return cls(windows, net, units, realtime, cfg, backend=backend, reference=reference)
 
     @property
@@ -361,7 +362,7 @@ class RollingDispatcher:
         elif self._plan is not None and st.t_s - self._plan.t_s < self.h * self.period_s:
             status = SolveStatus.HELD
             held = self._plan.at(int((st.t_s - self._plan.t_s) // self.period_s))
-            applied = self.realtime.limited(held, self.state, self._since_s)
+            applied = self.realtime.limited(st, held, self.state, self._since_s)
         else:
             status = SolveStatus.SHED
             self._plan = None

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy import sparse
+from scipy.sparse import csgraph
 
 from simgrid.network import Network
 from simgrid.optimization.blocks import (
@@ -44,8 +46,9 @@ class LinDistFlow:
     line_to: np.ndarray
     r_coef: np.ndarray  # 2 r / V_base^2 (pu^2 per MW)
     x_coef: np.ndarray  # 2 x / V_base^2 (pu^2 per Mvar)
-    s_max_mva: np.ndarray
+    s_max_mva: np.ndarray  # the rating at the config's maximum loading
     mlf: np.ndarray  # (N,) marginal loss factor: d(losses)/d(injection at the bus)
+    s_rated_mva: np.ndarray  # (L,) 100 % loading at 1 pu
 
     @classmethod
     def of(
@@ -57,7 +60,7 @@ class LinDistFlow:
     ) -> LinDistFlow:
         """The model's view of a network: tree, coefficients, ratings, load shares."""
         vb2 = nw.vn_kv[nw.line_from] ** 2
-        s_max = np.sqrt(3) * nw.vn_kv[nw.line_from] * nw.line_max_i_ka * max_loading_percent / 100
+        s_rated = np.sqrt(3) * nw.vn_kv[nw.line_from] * nw.line_max_i_ka
         q_per_p = np.divide(
             nw.base_load_q_mvar,
             nw.base_load_p_mw,
@@ -77,8 +80,9 @@ class LinDistFlow:
             nw.line_to,
             2 * nw.line_r_ohm / vb2,
             2 * nw.line_x_ohm / vb2,
-            s_max,
+            s_rated * max_loading_percent / 100,
             np.zeros(nw.n_bus) if mlf is None else mlf,
+            s_rated,
         )
 
     def define(self, b, d: ScenarioData, wt: Weights, disc: np.ndarray):
@@ -109,6 +113,10 @@ class LinDistFlow:
     def expected_losses_mw(self, losses: Losses, injection_mw: np.ndarray) -> float:
         """Losses at `injection_mw`: the measured ones plus their marginal change."""
         return losses.total_mw + self.mlf @ (injection_mw - losses.injection_mw)
+
+    def sensitivity(self, line_in_service: np.ndarray) -> Sensitivity:
+        """How voltages and flows move with injections on the tree of the lines in service."""
+        return _sensitivity(self, line_in_service)
 
     def with_campuses(self, campus_bus, campus_q_per_p) -> LinDistFlow:
         return replace(
@@ -246,6 +254,72 @@ def _at_receiving_ends(line_from, line_to, res, live, injection_mw) -> Losses:
         np.bincount(recv, res.line_loss_mvar, minlength=n_bus) * live,
         injection_mw,
         np.where(np.isfinite(ends) & (ends > 0), ends, 1.0),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class Sensitivity:
+    """A network model's linear response to injections around a measured point: squared
+    voltages (pu^2 per MW / Mvar injected at a bus), lines' active flows at the from end (MW
+    per MW injected) and the lines' ratings (MVA at 100 % loading and 1 pu)."""
+
+    dv2_dp: np.ndarray  # (N, N)
+    dv2_dq: np.ndarray  # (N, N)
+    dflow_dp: np.ndarray  # (L, N)
+    s_rated_mva: np.ndarray  # (L,)
+    line_from: np.ndarray  # (L,) the lines' ends (bus positions)
+    line_to: np.ndarray
+    upstream: np.ndarray  # (L,) each line's end towards the substation (-1: not in the tree)
+    r_coef: np.ndarray  # (L,) 2 r / V_base^2: the losses' derivative is r_coef P / v^2
+
+    def flows_at(self, vm_pu: np.ndarray, line_p_mw: np.ndarray) -> np.ndarray:
+        """`dflow_dp` with the losses at a measured point: a MW injected at bus k saves the
+        losses of the lines between line l and k as well (r_coef P / v^2 per MW on each),
+        which line l no longer carries either (up to 16 % of the change at the feeder's
+        peak, at its head)."""
+        down = -self.dflow_dp  # (L, N): sign of the line on the bus's path
+        tree = self.upstream >= 0
+        v2 = np.where(tree, vm_pu[np.maximum(self.upstream, 0)] ** 2, 1.0)
+        toward = np.sign(down.sum(axis=1))  # +1: the from end is upstream; 0: off the tree
+        g = self.r_coef * np.nan_to_num(line_p_mw) * toward / np.nan_to_num(v2, nan=1.0)
+        saved = np.abs(down).T @ g  # (N,) per MW injected at the bus, on its whole path
+        above = np.where(tree, saved[np.maximum(self.upstream, 0)], 0.0)
+        return self.dflow_dp * (1.0 + saved[None, :] - above[:, None])
+
+
+def _sensitivity(net: LinDistFlow, line_in_service: np.ndarray) -> Sensitivity:
+    """LinDistFlow's response: an injection at bus k lowers the flow towards k on every line of
+    its path from the substation by as much (its sign by the line's orientation), and raises
+    the squared voltage of bus j by r_coef P (x_coef Q) summed over the lines the two paths
+    share. Buses the lines in service do not reach respond to nothing."""
+    n = net.buses.n_bus
+    on = np.flatnonzero(line_in_service)
+    f, t = net.line_from[on], net.line_to[on]
+    graph = sparse.coo_matrix((np.ones(len(on)), (f, t)), shape=(n, n)).tocsr()
+    order, pred = csgraph.breadth_first_order(
+        graph, net.buses.slack, directed=False, return_predecessors=True
+    )
+    line_of = {}
+    for k, (a, b) in enumerate(zip(f, t, strict=True)):
+        line_of.setdefault((a, b), (on[k], 1.0))  # from end upstream: flow towards `b`
+        line_of.setdefault((b, a), (on[k], -1.0))
+    path = np.zeros((len(net.line_from), n))  # sign of the line on the bus's path
+    upstream = np.full(len(net.line_from), -1)
+    for k in order[1:]:
+        line, sign = line_of[(pred[k], k)]
+        path[:, k] = path[:, pred[k]]
+        path[line, k] = sign
+        upstream[line] = pred[k]
+    share = np.abs(path)
+    return Sensitivity(
+        share.T @ (net.r_coef[:, COL] * share),
+        share.T @ (net.x_coef[:, COL] * share),
+        -path,
+        net.s_rated_mva,
+        net.line_from,
+        net.line_to,
+        upstream,
+        net.r_coef,
     )
 
 

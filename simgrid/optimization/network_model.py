@@ -16,7 +16,7 @@ import numpy as np
 from simgrid.network import Network
 from simgrid.optimization.blocks import BusData, ImportHandles, ScenarioData, ShedHandles, Weights
 from simgrid.optimization.builder import Term
-from simgrid.optimization.lindistflow import LinDistFlow, Losses
+from simgrid.optimization.lindistflow import LinDistFlow, Losses, Sensitivity
 from simgrid.powerflow import PowerFlowResult
 from simgrid.types import Campus
 
@@ -62,6 +62,11 @@ class NetworkModel(Protocol):
 
     def expected_losses_mw(self, losses: Losses, injection_mw: np.ndarray) -> float:
         """The losses the model expects at other injections than those measured."""
+        ...
+
+    def sensitivity(self, line_in_service: np.ndarray) -> Sensitivity:
+        """How bus voltages and line flows move with injections (for the real-time layer's
+        limits between calls)."""
         ...
 
 
