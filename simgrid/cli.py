@@ -139,6 +139,21 @@ def _parser() -> argparse.ArgumentParser:
     _cluster_flags(ev)
     ev.add_argument("--out", help="output folder (default: results/<name>_evaluation)")
     ev.add_argument("--level", type=float, default=0.95, help="CVaR level (default 0.95)")
+    ev.add_argument(
+        "--reference",
+        default="none",
+        help="allocation the others are compared with day by day: 'none' (do-nothing, the "
+        "default) or an allocation file's stem",
+    )
+    ev.add_argument(
+        "--until-ci",
+        action="store_true",
+        help="run the days in batches until every paired difference of total cost against the "
+        "reference is established (its 95 %% interval excludes 0) or the set is spent",
+    )
+    ev.add_argument(
+        "--batch", type=int, metavar="N", help="days per batch with --until-ci (default 10)"
+    )
     ev.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     rp = sub.add_parser(
         "report",
@@ -578,29 +593,64 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if not 0 < args.level < 1:
         raise ConfigError(args.config, "--level", args.level, "must lie in (0, 1)")
+    if args.batch is not None and not args.until_ci:
+        raise ConfigError(args.config, "--batch", args.batch, "needs --until-ci")
+    if args.batch is not None and args.batch < 2:
+        raise ConfigError(args.config, "--batch", args.batch, "must be an integer >= 2")
     args.levels = [args.level]
     cfg = load(StressSpec(args.config, args.scenarios, ""))
     cands = ev.candidates(cfg, args.allocations)
+    names = [c.label for c in cands]
+    if args.reference not in names:
+        raise ConfigError(
+            args.config,
+            "--reference",
+            args.reference,
+            f"must be one of {', '.join(names)} ('none': do-nothing; else a file's stem)",
+        )
     out = Path(args.out) if args.out else Path("results") / f"{cfg.name}_evaluation"
     _check_out_dir(out)
     specs = ev.specs(args.config, args.scenarios, out, cands)
     n = _check_stress(specs, args)[1]
     specs = _keyed(specs, args)
-    indices = list(range(n))
+    step = (args.batch or 10) if args.until_ci else n
     t0 = time.perf_counter()
-    _episodes([(spec, indices) for spec in specs], args)
-    results = []
-    for spec in specs:
-        ds = combine(spec, indices, levels=(args.level,), days_per_year=cfg.planning.days_per_year)
-        results.append(ds)
+    planned = [ev.planned_recourse(cfg, args.scenarios, c) for c in cands if not c.purchases]
+    if any(c.purchases for c in cands):  # Stage-I's recourse on these days, on the cluster
+        from simgrid.runner.cluster import task_map
+
+        with task_map(args.workers, args.scheduler, _security(args)) as scenario_map:
+            planned = [ev.planned_recourse(cfg, args.scenarios, c, scenario_map) for c in cands]
+    done = 0
+    while True:
+        upto = min(n, done + step)
+        _episodes([(spec, list(range(done, upto))) for spec in specs], args)
+        done, indices = upto, list(range(upto))
+        results = []
+        for spec in specs:
+            ds = combine(
+                spec, indices, levels=(args.level,), days_per_year=cfg.planning.days_per_year
+            )
+            results.append(ds)
+        table = ev.evaluation_dataset(
+            cfg,
+            args.scenarios,
+            cands,
+            results,
+            [p if p.size == 1 else p[indices] for p in planned],
+            args.level,
+            args.reference,
+        )
+        if not args.until_ci or done == n or ev.settled(table):
+            break
+        print(f"simgrid: {done} days: not every difference established yet", file=sys.stderr)
+    for spec, ds in zip(specs, results, strict=True):
         write_dataset(ds, Path(spec.out_dir) / "stress.nc")
-    planned = [ev.planned_recourse(cfg, args.scenarios, c) for c in cands]
-    table = ev.evaluation_dataset(cfg, args.scenarios, cands, results, planned, args.level)
     write_dataset(table, out / "evaluation.nc")
     text = ev.table(table)
     atomic_path(out / "evaluation.md", lambda tmp, _: tmp.write_text(text + "\n"))
     print(
-        f"simgrid: {cfg.name}: {len(cands)} allocations x {n} scenarios in "
+        f"simgrid: {cfg.name}: {len(cands)} allocations x {done} of {n} scenarios in "
         f"{time.perf_counter() - t0:.0f} s -> {out / 'evaluation.nc'}"
     )
     print(text)

@@ -5,9 +5,13 @@ Every allocation (and the do-nothing reference, `none`) runs the same held-out s
 on one dask cluster. The table per allocation: annualised investment; mean and CVaR of
 unserved energy, imbalance energy, peak imbalance, restoration time and the closed-loop cost;
 total cost a year (investment + days_per_year x mean closed-loop cost); and for Stage-I
-allocations the recourse their planning model predicts on these very scenarios (LinDistFlow,
-perfect foresight within the shock windows) next to what rolling AC operation cost, so a user
-sees how far the plan is from the plant.
+allocations the recourse their planning model predicts on these very scenarios (its Stage-I
+recourse: by default the chained days of operation recourse) next to what rolling AC operation
+cost, so a user sees how far the plan is from the plant.
+
+Paired differences: every allocation against a named reference (`none` by default), day by day
+on the common scenarios, with a bootstrap interval of the mean difference and how many days it
+was cheaper or dearer; a difference is *established* when its interval excludes zero.
 """
 
 from __future__ import annotations
@@ -35,7 +39,20 @@ METRICS = {
     "peak_imbalance_mw": "MW",
     "restoration_time_s": "s",
     "closed_loop_cost": "$",
+    "voltage_violation_s": "s",
+    "thermal_violation_s": "s",
 }
+# compared pair by pair against the reference: a day's total cost (its closed-loop cost and a
+# day's share of the investment) first, then what it is made of and what operators see
+PAIRED = (
+    "total_cost",
+    "closed_loop_cost",
+    "unserved_energy_mwh",
+    "imbalance_energy_mwh",
+    "voltage_violation_s",
+    "thermal_violation_s",
+)
+DIFFERENCE = ("mean", "ci_low", "ci_high", "wins", "losses", "days", "established")
 
 
 @dataclass(frozen=True)
@@ -121,16 +138,19 @@ def specs(cfg_path: str, scenarios: str, out_dir: Path, cands: Sequence[Candidat
     ]
 
 
-def planned_recourse(cfg: RunConfig, scenarios: str, cand: Candidate) -> float:
-    """The planning model's expected recourse ($/yr) of a Stage-I allocation on `scenarios`
-    (its buses added to the candidates, so every purchase has its column)."""
+def planned_recourse(
+    cfg: RunConfig, scenarios: str, cand: Candidate, scenario_map=None
+) -> np.ndarray:
+    """The planning model's recourse ($/yr) of a Stage-I allocation on each of `scenarios`
+    (NaN for other allocations; its buses added to the candidates, so every purchase has its
+    column; `scenario_map`: how operation recourse maps its days, e.g. on dask)."""
     from simgrid.allocate import judge
 
     if not cand.purchases:
-        return math.nan
+        return np.full(1, math.nan)
     buses = sorted(set(cfg.planning.candidates) | {p.bus for p in cand.purchases})
     planning = replace(cfg.planning, candidates=tuple(buses))
-    return judge(cfg, scenarios, planning, cand.purchases).expected_recourse
+    return judge(cfg, scenarios, planning, cand.purchases, scenario_map).recourse
 
 
 def evaluation_dataset(
@@ -138,10 +158,13 @@ def evaluation_dataset(
     scenarios: str,
     cands: Sequence[Candidate],
     results: Sequence[xr.Dataset],
-    planned: Sequence[float],
+    planned: Sequence[np.ndarray],
     level: float = 0.95,
+    reference: str = NONE,
 ) -> xr.Dataset:
-    """The evaluation table over `allocation`, with every episode's metrics behind it."""
+    """The evaluation table over `allocation`, with every episode's metrics behind it and the
+    paired differences against `reference`; `planned`: per allocation, the Stage-I model's
+    recourse ($/yr) on each scenario (`planned_recourse`)."""
     tag = f"{round(level * 100):02d}"
     days = cfg.planning.days_per_year
     p = results[0]["probability"].to_numpy()
@@ -173,6 +196,17 @@ def evaluation_dataset(
         data[f"cvar{tag}_{name}"] = xr.Variable(
             "allocation", cvar, {"units": units, "long_name": f"CVaR {level:g} of {name}"}
         )
+    data["planned_cost"] = xr.Variable(
+        ("allocation", "scenario"),
+        np.stack([np.broadcast_to(np.asarray(r, float), len(p)) for r in planned]) / days,
+        {"units": "$", "long_name": "the day's recourse in the Stage-I model (NaN: none)"},
+    )
+    invest = np.array([c.investment_per_yr for c in cands])
+    data["total_cost"] = xr.Variable(
+        ("allocation", "scenario"),
+        data["closed_loop_cost"].values + (invest / days)[:, None],
+        {"units": "$", "long_name": "closed-loop cost of the day + a day's investment"},
+    )
     ran = data["episode_status"].values == 0
     not_restored = ~np.isfinite(data["restoration_time_s"].values) & ran
     data["p_not_restored"] = xr.Variable(
@@ -184,7 +218,6 @@ def evaluation_dataset(
             "time statistics are over the other episodes)",
         },
     )
-    invest = np.array([c.investment_per_yr for c in cands])
     recourse = days * data["mean_closed_loop_cost"].values
     per_yr = {
         "investment_per_yr": (invest, "annualised investment"),
@@ -194,9 +227,10 @@ def evaluation_dataset(
         ),
         "total_cost_per_yr": (invest + recourse, "investment + closed-loop recourse"),
         "planned_recourse_per_yr": (
-            np.array(planned, dtype=float),
-            "expected recourse the Stage-I model predicts on these scenarios (LinDistFlow, "
-            "perfect foresight in the shock windows; NaN: not a Stage-I allocation)",
+            days * np.array([stats.mean(row, p) for row in data["planned_cost"].values]),
+            "expected recourse the Stage-I model predicts on these scenarios (the config's "
+            "planning recourse: by default each day chained in blocks of the dispatcher's "
+            "lookahead; NaN: not a Stage-I allocation)",
         ),
         "training_recourse_per_yr": (
             np.array([c.training_recourse_per_yr for c in cands]),
@@ -205,9 +239,21 @@ def evaluation_dataset(
     }
     for name, (values, long_name) in per_yr.items():
         data[name] = xr.Variable("allocation", values, {"units": "$/yr", "long_name": long_name})
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = data["planned_recourse_per_yr"].values / recourse
+    data["planned_to_closed_loop"] = xr.Variable(
+        "allocation",
+        ratio,
+        {"units": "1", "long_name": "planned recourse / closed-loop recourse on these scenarios"},
+    )
+    labels_ = [c.label for c in cands]
+    if reference not in labels_:
+        raise ConfigError(cfg.source, "--reference", reference, f"is not one of {labels_}")
+    data.update(paired_variables(data, p, labels_.index(reference), reference))
     coords = {
         "allocation": ("allocation", np.array([c.label for c in cands], dtype=str)),
         "scenario": ("scenario", results[0]["scenario"].to_numpy()),
+        "difference": ("difference", np.array(DIFFERENCE, dtype=str)),
         "allocation_file": ("allocation", np.array([c.path or "" for c in cands], dtype=str)),
     }
     attrs = {
@@ -218,9 +264,49 @@ def evaluation_dataset(
         "scenarios_file": scenarios,
         "level": level,
         "days_per_year": days,
+        "reference": reference,
     }
     attrs.update({f"version_{k}": v for k, v in package_versions().items()})
     return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def paired_variables(data: dict, p: np.ndarray, ref: int, reference: str) -> dict:
+    """`diff_<metric>` (allocation, difference): each allocation minus the reference, day by
+    day (NaN for the reference itself)."""
+    out = {}
+    for m in PAIRED:
+        values = data[m].values
+        rows = []
+        for a, row in enumerate(values):
+            if a == ref:
+                rows.append([math.nan] * len(DIFFERENCE))
+                continue
+            d = stats.paired_difference(row, values[ref], p)
+            rows.append([d.mean, d.ci_low, d.ci_high, d.wins, d.losses, d.n, d.established])
+        units = data[m].attrs["units"]
+        out[f"diff_{m}"] = xr.Variable(
+            ("allocation", "difference"),
+            np.array(rows, dtype=float),
+            {
+                "units": units,
+                "long_name": f"{m} minus {reference}'s, day by day: mean, bootstrap 95 % interval, "
+                "days lower (wins) and higher (losses), days compared, established (1: the "
+                "interval excludes 0)",
+            },
+        )
+    return out
+
+
+def difference(ds: xr.Dataset, metric: str, allocation: str) -> stats.PairedDifference:
+    """The paired difference of `metric` of `allocation` against the dataset's reference."""
+    v = ds[f"diff_{metric}"].sel(allocation=allocation).to_numpy()
+    return stats.PairedDifference(v[0], v[1], v[2], int(v[3]), int(v[4]), int(v[5]))
+
+
+def settled(ds: xr.Dataset, metric: str = "total_cost") -> bool:
+    """Every allocation's difference of `metric` against the reference is established."""
+    others = [str(a) for a in ds["allocation"].to_numpy() if str(a) != ds.attrs["reference"]]
+    return all(difference(ds, metric, a).established for a in others)
 
 
 COLUMNS = (
@@ -235,6 +321,15 @@ COLUMNS = (
     ("total_cost_per_yr", "total $/yr", "{:,.0f}"),
     ("planned_recourse_per_yr", "planned $/yr", "{:,.0f}"),
     ("closed_loop_recourse_per_yr", "closed $/yr", "{:,.0f}"),
+    ("planned_to_closed_loop", "planned/closed", "{:.2f}"),
+)
+PAIRED_COLUMNS = (
+    ("total_cost", "total cost $/day", "{:+,.0f}"),
+    ("closed_loop_cost", "closed-loop $/day", "{:+,.0f}"),
+    ("unserved_energy_mwh", "unserved MWh/day", "{:+.4f}"),
+    ("imbalance_energy_mwh", "imbalance MWh/day", "{:+.4f}"),
+    ("voltage_violation_s", "voltage viol. s/day", "{:+,.0f}"),
+    ("thermal_violation_s", "thermal viol. s/day", "{:+,.0f}"),
 )
 
 
@@ -251,4 +346,46 @@ def table(ds: xr.Dataset) -> str:
         rows.append(cells)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n\n" + paired_table(ds)
+
+
+def paired_table(ds: xr.Dataset) -> str:
+    """The paired differences against the reference as Markdown, and which are established."""
+    ref = str(ds.attrs["reference"])
+    n = ds.sizes["scenario"]
+    head = ["allocation", *(label for _, label, _ in PAIRED_COLUMNS)]
+    lines = [
+        f"Paired differences against `{ref}` on the same {n} days (allocation minus {ref}; "
+        "mean, bootstrap 95 % interval, days lower/higher; **bold**: the interval excludes 0, "
+        "the difference is established):",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    established = []
+    for a in (str(a) for a in ds["allocation"].to_numpy()):
+        if a == ref:
+            continue
+        cells = [a]
+        for m, label, f in PAIRED_COLUMNS:
+            d = difference(ds, m, a)
+            if not math.isfinite(d.mean):
+                cells.append("-")
+                continue
+            text = f"{f.format(d.mean)} [{f.format(d.ci_low)}, {f.format(d.ci_high)}] "
+            text += f"{d.wins}/{d.losses}"
+            cells.append(f"**{text}**" if d.established else text)
+            if d.established:
+                sign = "lower" if d.mean < 0 else "higher"
+                established.append(f"{a}: {label.split(' ')[0]} {sign}")
+        lines.append("| " + " | ".join(cells) + " |")
+    few = (
+        f" (fewer than {stats.MIN_PAIRED_DAYS} days: too few to establish any)"
+        if n < stats.MIN_PAIRED_DAYS
+        else ""
+    )
+    lines += [
+        "",
+        "Established: " + ("; ".join(established) if established else "none") + few + ".",
+    ]
     return "\n".join(lines)

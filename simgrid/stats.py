@@ -67,6 +67,11 @@ def bootstrap(
     return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
 
 
+# A bootstrap interval of fewer days says little (two days have three distinct resamples): a
+# difference is established on at least this many common days.
+MIN_PAIRED_DAYS = 10
+
+
 @dataclass(frozen=True)
 class PairedDifference:
     """a - b over common scenarios: its probability-weighted mean with a bootstrap interval,
@@ -81,8 +86,9 @@ class PairedDifference:
 
     @property
     def established(self) -> bool:
-        """The interval excludes zero: the sign of the difference is supported."""
-        return self.ci_low > 0 or self.ci_high < 0
+        """The interval excludes zero, on enough days: the sign of the difference is
+        supported."""
+        return self.n >= MIN_PAIRED_DAYS and (self.ci_low > 0 or self.ci_high < 0)
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, p: np.ndarray, level=0.95) -> PairedDifference:

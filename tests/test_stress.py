@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from simgrid import stats
+from simgrid import evaluate, stats
 from simgrid.cli import main
 
 from conftest import REPO
@@ -351,3 +351,52 @@ def test_evaluate_runs_every_allocation_on_the_same_scenarios(short_set, tmp_pat
         # two batteries at the mid-feeder campus cut the imbalance
         imb = ds["mean_imbalance_energy_mwh"]
         assert float(imb.sel(allocation="two_bess")) < float(imb.sel(allocation="none"))
+        # paired against do-nothing, day by day: the mean of the differences, its interval
+        # around it, and the days counted
+        assert ds.attrs["reference"] == "none"
+        d = ds["diff_imbalance_energy_mwh"].sel(allocation="two_bess")
+        per_day = ds["imbalance_energy_mwh"].sel(allocation="two_bess") - ds[
+            "imbalance_energy_mwh"
+        ].sel(allocation="none")
+        assert float(d.sel(difference="mean")) == pytest.approx(float(per_day.mean()))
+        assert d.sel(difference="ci_low") <= d.sel(difference="mean") <= d.sel(difference="ci_high")
+        assert int(d.sel(difference="wins")) == int((per_day < 0).sum())
+        assert int(d.sel(difference="days")) == N
+        assert np.isnan(ds["diff_total_cost"].sel(allocation="none")).all()
+    md = (out / "evaluation.md").read_text()
+    assert "Paired differences against `none`" in md and "Established: none" in md  # 5 days
+
+
+def test_evaluate_compares_with_a_named_reference_until_the_difference_is_established(
+    short_set, tmp_path, capsys, monkeypatch
+):
+    """--until-ci in batches of 2 days: it stops at the first batch where the difference of
+    total cost is established, or at the end of the set; --reference an allocation's stem."""
+    from simgrid.fcm import AllocationEntry, allocation_dataset
+
+    monkeypatch.setattr(stats, "MIN_PAIRED_DAYS", 2)  # the set has 5 days
+    paths = []
+    for name, count in (("one", 1), ("four", 4)):
+        paths.append(tmp_path / f"{name}.nc")
+        allocation_dataset([AllocationEntry("bess-0.5", 8, count)]).to_netcdf(paths[-1])
+    out = tmp_path / "eval"
+    argv = ["evaluate", CONFIG, "--allocations", *map(str, paths), "--scenarios", short_set]
+    flags = ["--reference", "one", "--until-ci", "--batch", "2", "--workers", "1"]
+    assert main([*argv, "--out", str(out), *flags, "--no-progress"]) == 0
+    with xr.open_dataset(out / "evaluation.nc") as ds:
+        assert ds.attrs["reference"] == "one"
+        days = ds.sizes["scenario"]
+        assert days in (2, 4, N)  # whole batches, the last one cut at the set's end
+        d = evaluate.difference(ds, "total_cost", "four")
+        assert d.n == days and np.isnan(ds["diff_total_cost"].sel(allocation="one")).all()
+        # it stopped at the first batch where the difference was established
+        assert evaluate.settled(ds) == d.established and (d.established or days == N)
+        if days > 2:
+            before = {4: 2, N: 4}[days]
+            cost = ds["total_cost"].to_numpy()[:, :before]
+            earlier = stats.paired_difference(cost[2], cost[1], np.ones(before))
+            assert not earlier.established
+    capsys.readouterr()
+    assert main([*argv, "--out", str(out), "--reference", "best", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--reference" in err and "none, one, four" in err
