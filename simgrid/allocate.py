@@ -41,6 +41,7 @@ from simgrid.optimization.windows import (
     scenario_days,
     scenario_windows,
 )
+from simgrid.provenance import file_sha256
 from simgrid.scenarios.reduce import MAX_DISTANCE_SCENARIOS, standardised
 from simgrid.scenarios.scenarioset import EventTable, read_set, with_scenario
 
@@ -177,9 +178,12 @@ def allocate(
     deterministic allocation file (`vss` its path), or not at all ("none"); with
     `validation`, the best candidates run in closed loop on held-out days (`validate`)."""
     cfg = replace(cfg, planning=planning)
+    reused = None  # a deterministic plan's file, checked before any solving
+    if vss not in ("solve", "none") and planning.ambiguity is not Ambiguity.DETERMINISTIC:
+        reused = read_purchases(vss, cfg, key="--vss-from", deterministic=set_path)
     solver = solver_for(_problem(cfg, set_path, planning), scenario_map)
     alloc = Allocation(solver.solve(progress), None, math.nan)
-    alloc = _with_vss(alloc, cfg, set_path, solver, vss, scenario_map)
+    alloc = _with_vss(alloc, cfg, set_path, solver, vss, scenario_map, reused)
     if validation is not None:
         alloc = validate(alloc, cfg, solver, validation)
     return alloc
@@ -197,7 +201,7 @@ class ValidationRequest:
 
 
 def _with_vss(
-    alloc: Allocation, cfg: RunConfig, set_path: str, solver, vss: str, scenario_map
+    alloc: Allocation, cfg: RunConfig, set_path: str, solver, vss: str, scenario_map, reused
 ) -> Allocation:
     planning, result = cfg.planning, alloc.result
     if planning.ambiguity is Ambiguity.DETERMINISTIC or vss == "none":
@@ -207,7 +211,7 @@ def _with_vss(
         ev = solver_for(_problem(cfg, set_path, ev_cfg), scenario_map).solve()
         purchases = ev.purchases
     else:
-        ev, purchases = None, read_purchases(vss, cfg, key="--vss-from", deterministic=True)
+        ev, purchases = None, reused
     # the deterministic plan, judged like ours (the same scenario models)
     eev = solver.evaluate(purchases)
     return Allocation(result, ev, eev.objective - result.objective)
@@ -279,25 +283,23 @@ def _entries(purchases: Sequence[Purchase]):
     return tuple(AllocationEntry(p.module, p.bus, p.count) for p in purchases)
 
 
+# what a deterministic plan may differ in from the plan whose VSS it gives: the risk measure
+_RISK = ("ambiguity", "radius", "alpha", "beta")
+
+
 def read_purchases(
-    path: str, cfg: RunConfig, *, key: str, deterministic: bool = False
+    path: str, cfg: RunConfig, *, key: str, deterministic: str | None = None
 ) -> tuple[Purchase, ...]:
     """The purchases of a Stage-I allocation file (module, bus, count, supplier, unit cost);
-    `deterministic`: it must be the deterministic plan's."""
+    `deterministic` (a scenario set's path): it must be the deterministic plan of that set,
+    this config's planning (but for the risk measure) and catalogue."""
     from simgrid.fcm import read_allocation_dataset
 
     ds = read_allocation_dataset(path, str(path), key=key)
     if "supplier" not in ds or "unit_cost" not in ds:
         raise ConfigError(str(path), key, str(path), "is not a Stage-I allocation (no supplier)")
-    if deterministic and ds.attrs.get("ambiguity") != Ambiguity.DETERMINISTIC.value:
-        found = ds.attrs.get("ambiguity", "?")
-        raise ConfigError(
-            str(path),
-            key,
-            found,
-            "must be a deterministic plan (simgrid allocate --ambiguity "
-            "deterministic) on the same scenarios",
-        )
+    if deterministic is not None:
+        _check_deterministic(ds, path, cfg, deterministic, key)
     return tuple(
         Purchase(str(m), int(b), int(c), str(sup), float(u))
         for m, b, c, sup, u in zip(
@@ -311,11 +313,41 @@ def read_purchases(
     )
 
 
+def _check_deterministic(ds: xr.Dataset, path: str, cfg: RunConfig, set_path: str, key: str):
+    """A deterministic plan reused for a VSS was planned in the same problem (one line each)."""
+    found = ds.attrs.get("ambiguity", "?")
+    if found != Ambiguity.DETERMINISTIC.value:
+        why = "must be a deterministic plan (simgrid allocate --ambiguity deterministic)"
+        raise ConfigError(str(path), key, found, why)
+    same = {
+        "scenarios_sha256": file_sha256(set_path),
+        "catalogue_sha256": load_catalogue(cfg.dispatch.catalogue).text_sha256,
+        **{
+            f"planning_{k}": str(v)
+            for k, v in dataclasses.asdict(cfg.planning).items()
+            if k not in _RISK
+        },
+    }
+    for name, want in same.items():
+        if ds.attrs.get(name) != want:
+            raise ConfigError(
+                str(path),
+                name,
+                str(ds.attrs.get(name, "missing"))[:64],
+                f"must be this plan's ({str(want)[:64]}): a deterministic plan of the same "
+                "scenarios, catalogue and planning settings (all but the risk measure)",
+            )
+
+
 def judge(
-    cfg: RunConfig, set_path: str, planning: PlanningConfig, purchases: Sequence[Purchase]
+    cfg: RunConfig,
+    set_path: str,
+    planning: PlanningConfig,
+    purchases: Sequence[Purchase],
+    scenario_map: ScenarioMap | None = None,
 ) -> PlanResult:
     """A given allocation in the planning model of `set_path`'s scenarios (its recourse)."""
-    return solver_for(_problem(cfg, set_path, planning)).evaluate(purchases)
+    return solver_for(_problem(cfg, set_path, planning), scenario_map).evaluate(purchases)
 
 
 def allocation_result_dataset(
@@ -458,6 +490,7 @@ def allocation_result_dataset(
         "alpha": pc.alpha,
         "beta": pc.beta,
         "scenarios_file": str(set_path),
+        "scenarios_sha256": file_sha256(set_path),
         "solver_status": pl.termination.value,
         "config_source": cfg.source,
         "config_toml": cfg.text,
