@@ -300,6 +300,11 @@ def read_purchases(
         raise ConfigError(str(path), key, str(path), "is not a Stage-I allocation (no supplier)")
     if deterministic is not None:
         _check_deterministic(ds, path, cfg, deterministic, key)
+    return purchases_in(ds, ds["unit_cost"].to_numpy())
+
+
+def purchases_in(ds: xr.Dataset, unit_cost: np.ndarray) -> tuple[Purchase, ...]:
+    """The purchases a Stage-I allocation dataset lists, at `unit_cost` per module."""
     return tuple(
         Purchase(str(m), int(b), int(c), str(sup), float(u))
         for m, b, c, sup, u in zip(
@@ -307,7 +312,7 @@ def read_purchases(
             ds["bus"].to_numpy(),
             ds["count"].to_numpy(),
             ds["supplier"].to_numpy(),
-            ds["unit_cost"].to_numpy(),
+            unit_cost,
             strict=True,
         )
     )

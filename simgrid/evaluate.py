@@ -80,6 +80,7 @@ def labels(paths: Sequence[str]) -> list[str]:
 
 def candidates(cfg: RunConfig, paths: Sequence[str]) -> list[Candidate]:
     """The do-nothing reference and each allocation file, read and priced."""
+    from simgrid.allocate import purchases_in
     from simgrid.fcm import load_catalogue, read_allocation_dataset
 
     if cfg.dispatch.catalogue is None:
@@ -106,19 +107,7 @@ def candidates(cfg: RunConfig, paths: Sequence[str]) -> list[Candidate]:
         # priced with this config's annuity for every allocation alike (a Stage-I file's own
         # investment_cost used its config's discount rate and lifetime)
         invest = cfg.planning.annuity * float(ds["count"].to_numpy() @ unit_cost)
-        purchases = ()
-        if "supplier" in ds:
-            purchases = tuple(
-                Purchase(str(m), int(b), int(c), str(s), float(u))
-                for m, b, c, s, u in zip(
-                    ds["module"].to_numpy(),
-                    ds["bus"].to_numpy(),
-                    ds["count"].to_numpy(),
-                    ds["supplier"].to_numpy(),
-                    unit_cost,
-                    strict=True,
-                )
-            )
+        purchases = purchases_in(ds, unit_cost) if "supplier" in ds else ()
         trained = float(ds["expected_recourse"]) if "expected_recourse" in ds else math.nan
         out.append(Candidate(label, str(path), invest, purchases, trained))
     return out
