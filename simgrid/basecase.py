@@ -24,6 +24,15 @@ from simgrid.types import Campus
 
 HOSTING_TOL_MW = 1e-4  # bisection resolution, relative to the feeder's load (x load)
 _MAX_DOUBLINGS = 60
+# A case file's stored solution is reproduced when every bus's voltage is within these
+# (pandapower and MATPOWER agree to 1e-9 on the same model; the stored values carry the
+# rounding of their file: case_ACTIVSg2000's generator outputs are truncated to 0.01 MW,
+# which alone moves its angles by 0.04 degrees)
+STORED_VM_TOL_PU = 1e-3
+STORED_VA_TOL_DEG = 0.1
+# ... and the stored solution is one of the case's own model when no bus is out of balance
+# at it by more than this (MW or Mvar); else no solver can reproduce it
+STORED_MISMATCH_TOL = 1.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,10 @@ class BaseCase:
     v_min_bus: int
     max_loading_percent: float
     max_loading_line: int
+    stored_dvm_pu: float = math.nan  # largest difference from the case file's stored solution
+    stored_dvm_bus: int = -1
+    stored_dva_degree: float = math.nan
+    stored_mismatch_mw: float = math.nan  # the stored solution's own imbalance (MW or Mvar)
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,20 @@ class Hosting:
 def base_case(network: Network) -> BaseCase:
     res = PowerFlowEngine(network).solve(network.base_load_p_mw, network.base_load_q_mvar)
     loading = np.nan_to_num(res.line_loading_percent)
+    stored = {}
+    if network.stored is not None:
+        dvm = np.abs(res.vm_pu - network.stored.vm_pu)
+        slack = network.slack_bus  # angles against the slack's: the reference is a choice
+        va = res.va_degree - res.va_degree[slack]
+        va_stored = network.stored.va_degree - network.stored.va_degree[slack]
+        stored = {
+            "stored_dvm_pu": float(np.nanmax(dvm)),
+            "stored_dvm_bus": int(network.bus_index[np.nanargmax(dvm)]),
+            "stored_dva_degree": float(np.nanmax(np.abs(va - va_stored))),
+            "stored_mismatch_mw": max(
+                network.stored.mismatch_p_mw, network.stored.mismatch_q_mvar
+            ),
+        }
     return BaseCase(
         n_bus=network.n_bus,
         n_line=int(network.line_in_service.sum()),
@@ -69,7 +96,31 @@ def base_case(network: Network) -> BaseCase:
         v_min_bus=int(network.bus_index[np.nanargmin(res.vm_pu)]),
         max_loading_percent=float(loading.max(initial=0.0)),
         max_loading_line=int(np.argmax(loading)) if loading.size else -1,
+        **stored,
     )
+
+
+def reproduces_stored(base: BaseCase) -> bool:
+    """The base case is the case file's stored solution, within the stated tolerances."""
+    return base.stored_dvm_pu <= STORED_VM_TOL_PU and base.stored_dva_degree <= STORED_VA_TOL_DEG
+
+
+def stored_line(base: BaseCase) -> str | None:
+    """What validate says of the stored solution (None: the case stores none)."""
+    if math.isnan(base.stored_dvm_pu):
+        return None
+    verdict = "reproduced" if reproduces_stored(base) else "NOT reproduced"
+    text = (
+        f"stored solution {verdict} (tolerance {STORED_VM_TOL_PU:g} pu, "
+        f"{STORED_VA_TOL_DEG:g} deg): largest difference {base.stored_dvm_pu:.2e} pu at bus "
+        f"{base.stored_dvm_bus}, {base.stored_dva_degree:.3f} deg"
+    )
+    if base.stored_mismatch_mw > STORED_MISMATCH_TOL:
+        text += (
+            f"; the stored voltages are no solution of the case's own data (a bus is "
+            f"{base.stored_mismatch_mw:.1f} MW or Mvar out of balance at them)"
+        )
+    return text
 
 
 def peak_hour_s(profile: LoadProfile) -> float:
@@ -158,6 +209,8 @@ def warnings_for(
     cannot host at its base load, one whose nameplate goes beyond what its bus can take, and
     campuses that break a limit together at their base load."""
     out = []
+    if not math.isnan(base.stored_dvm_pu) and not reproduces_stored(base):
+        out.append(f"the base case: {stored_line(base)}")
     if base.v_min_pu < cfg.v_min_pu:
         out.append(
             f"the base case voltage {base.v_min_pu:.4f} pu at bus {base.v_min_bus} is below "

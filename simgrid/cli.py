@@ -374,7 +374,7 @@ def _mw(value: float) -> str:
 
 def _network_report(cfg, inputs) -> tuple[str, list[str]]:
     """The base case and every campus's hosting capacity, and the warnings they raise."""
-    from simgrid.basecase import base_case, hosting, warnings_for
+    from simgrid.basecase import base_case, hosting, stored_line, warnings_for
 
     nw = inputs.network
     b = base_case(nw)
@@ -385,6 +385,8 @@ def _network_report(cfg, inputs) -> tuple[str, list[str]]:
         f"  minimum voltage {b.v_min_pu:.5f} pu at bus {b.v_min_bus}; "
         f"highest line loading {b.max_loading_percent:.1f} % (line {b.max_loading_line})",
     ]
+    if stored_line(b) is not None:
+        lines.append(f"  {stored_line(b)}")
     hosts, together = hosting(nw, cfg.network, inputs.profile, cfg.campuses)
     if hosts:
         lines.append(

