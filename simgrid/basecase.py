@@ -81,9 +81,7 @@ def base_case(network: Network) -> BaseCase:
             "stored_dvm_pu": float(np.nanmax(dvm)),
             "stored_dvm_bus": int(network.bus_index[np.nanargmax(dvm)]),
             "stored_dva_degree": float(np.nanmax(np.abs(va - va_stored))),
-            "stored_mismatch_mw": max(
-                network.stored.mismatch_p_mw, network.stored.mismatch_q_mvar
-            ),
+            "stored_mismatch_mw": max(network.stored.mismatch_p_mw, network.stored.mismatch_q_mvar),
         }
     return BaseCase(
         n_bus=network.n_bus,

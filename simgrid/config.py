@@ -50,6 +50,10 @@ class NetworkConfig:
     `case` names a pandapower built-in, or `file` points at a pandapower JSON or a MATPOWER
     (.m / .mat) case. `scale_to_peak_mw` maps the feeder's nominal load to a target peak.
     `line_rating_margin` rates lines that carry no rating at margin x base-case current.
+    `slack`: who takes up a change of demand in the AC solve -- `single` (the substation, a
+    feeder's ext_grid), `distributed` (every generator in proportion to its rating, the
+    reference included: governor droop) or `auto` (distributed when the network has
+    voltage-controlling generators, a transmission case).
     """
 
     case: str | None = "case33bw"
@@ -61,6 +65,7 @@ class NetworkConfig:
     v_min_pu: float = 0.90
     v_max_pu: float = 1.10
     max_loading_percent: float = 100.0
+    slack: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -558,6 +563,7 @@ def parse_network(t: Table, base_dir: Path) -> NetworkConfig:
         v_min_pu=v_min,
         v_max_pu=v_max,
         max_loading_percent=t.number("max_loading_percent", 100.0, lo=0, lo_open=True),
+        slack=t.string("slack", "auto", choices=("auto", "single", "distributed")),
     )
     t.done()
     return cfg

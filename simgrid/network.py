@@ -30,6 +30,7 @@ from simgrid.types import Campus, Event
 
 # pandapower writes this (or similar huge numbers) when a case carries no thermal rating.
 _NO_RATING_KA = 1e4
+_AT_LIMIT_MW = 1e-3  # a generator this close to a limit of its output has no room there
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,6 +57,12 @@ class Network:
     base_load_p_mw: np.ndarray
     base_load_q_mvar: np.ndarray
     stored: StoredSolution | None = None  # the solution a MATPOWER case file stores
+    # the AC solve's slack: None (the substation alone) or each generator's (net.gen rows, then
+    # the ext_grids) share of a change of demand, with their scheduled output and limits (MW)
+    participation: np.ndarray | None = None
+    gen_p_mw: np.ndarray | None = None
+    gen_p_min_mw: np.ndarray | None = None
+    gen_p_max_mw: np.ndarray | None = None
 
     @property
     def n_bus(self) -> int:
@@ -322,7 +329,40 @@ def build_network(cfg: NetworkConfig, source: str = "<config>") -> Network:
         base_load_p_mw=base_p,
         base_load_q_mvar=base_q,
         stored=stored_solution(net) if k == 1.0 else None,  # a scaled case is another case
+        **_participation(net, cfg),
     )
+
+
+def _participation(net, cfg: NetworkConfig) -> dict:
+    """The distributed slack (see NetworkConfig.slack): generators in proportion to their
+    rating (the band a governor's droop acts over); those at a limit of their output in the
+    base case (Pmax = Pmin, nuclear in case_ACTIVSg2000; or run at Pmax, 28 of the 34 units of
+    case_ACTIVSg200), which have no headroom to respond with, not at all; the reference
+    (ext_grid) by its own rating, or its base-case output where it has none."""
+    distributed = cfg.slack == "distributed" or (cfg.slack == "auto" and len(net.gen) > 0)
+    if not distributed:
+        return {}
+    g, e = net.gen, net.ext_grid
+    p = np.concatenate([net.res_gen.p_mw.to_numpy(float), net.res_ext_grid.p_mw.to_numpy(float)])
+    lo = np.concatenate([_column(g, "min_p_mw", -np.inf), _column(e, "min_p_mw", -np.inf)])
+    hi = np.concatenate([_column(g, "max_p_mw", np.inf), _column(e, "max_p_mw", np.inf)])
+    rating = np.where(np.isfinite(hi), hi, np.abs(p))
+    movable = (p > lo + _AT_LIMIT_MW) & (p < hi - _AT_LIMIT_MW)
+    w = np.where(movable, np.maximum(rating, 0.0), 0.0)
+    if w.sum() <= 0:
+        return {}
+    return {
+        "participation": w / w.sum(),
+        "gen_p_mw": p,
+        "gen_p_min_mw": lo,
+        "gen_p_max_mw": hi,
+    }
+
+
+def _column(df, name: str, default: float) -> np.ndarray:
+    if name not in df:
+        return np.full(len(df), default)
+    return df[name].astype(float).fillna(default).to_numpy()
 
 
 def _network_key(cfg: NetworkConfig) -> tuple[str, str]:

@@ -65,6 +65,30 @@ def per_bus_load_net(network: Network):
     return net
 
 
+_PICKUP_TOL = 1e-7  # the distributed slack's total agrees to this fraction of the demand
+_PICKUP_ROUNDS = 20
+
+
+def shares(total_mw: float, share: np.ndarray, down_mw: np.ndarray, up_mw: np.ndarray):
+    """What each generator takes of `total_mw`: in proportion to `share` within how far it can
+    move down or up, what a generator at its limit cannot take going to the others (as
+    governors at their limits drop out). The multiplier is found by bisection: each one's
+    take, clip(share x lambda), grows with lambda."""
+    room = float(np.where(total_mw >= 0, up_mw, -down_mw).clip(0, None).sum())
+    if not np.isfinite(room) or room > abs(total_mw):
+        lo, hi = (0.0, abs(total_mw)) if total_mw >= 0 else (-abs(total_mw), 0.0)
+        scale = float(share[share > 0].min()) if (share > 0).any() else 1.0
+        lo, hi = lo / scale, hi / scale
+        for _ in range(100):
+            mid = 0.5 * (lo + hi)
+            if np.clip(share * mid, down_mw, up_mw).sum() < total_mw:
+                lo = mid
+            else:
+                hi = mid
+        return np.clip(share * 0.5 * (lo + hi), down_mw, up_mw)
+    return np.where(total_mw >= 0, up_mw, down_mw).clip(-1e30, 1e30) * (share > 0)
+
+
 class PowerFlowEngine:
     """Solve the AC power flow for per-bus demand vectors, warm-starting from the last solution.
 
@@ -97,12 +121,14 @@ class PowerFlowEngine:
         self._line_status = network.line_in_service.copy()
         self.energised = network.energised(self._line_status)
         self._apply_topology(self._line_status)
+        self._pickup_mw = 0.0  # the distributed slack's last total (its next solve starts there)
 
     def reset(self) -> None:
         """The network's own line status and a flat start, as when built: a reused engine then
         gives bit-identical answers whatever it solved before."""
         self.set_line_status(self.network.line_in_service)
         self.flat_start()
+        self._pickup_mw = 0.0
 
     def flat_start(self) -> None:
         """Start the next Newton solve from a flat voltage profile."""
@@ -132,20 +158,50 @@ class PowerFlowEngine:
         self._line_active = active
         self._v = self._v_flat.copy()  # re-energised buses need a sane start
 
-    def solve(self, p_mw: np.ndarray, q_mvar: np.ndarray) -> PowerFlowResult:
-        """Solve for per-bus net demand (MW, Mvar; negative = net injection)."""
+    def _newton(self) -> np.ndarray:
+        """One Newton solve from the last solution (empty: no solution)."""
         g = self._grid
-        g.update_loads_p(self._all_loads, p_mw.astype(np.float32))
-        g.update_loads_q(self._all_loads, q_mvar.astype(np.float32))
         v = g.ac_pf(self._v, self._max_iter, self._tol_pu)
         if v.size == 0 and not np.array_equal(self._v, self._v_flat):
             # a warm start far from the new operating point can fail where a flat start does
             # not: only a failure from the flat start is a collapse
             v = g.ac_pf(self._v_flat.copy(), self._max_iter, self._tol_pu)
+        if v.size:
+            self._v = v
+        return v
+
+    def _distributed(self, p_mw: np.ndarray) -> np.ndarray:
+        """Newton solves with the generators taking up a change of demand by their shares
+        (within their limits) until the total they take agrees with what they were set to:
+        the reference takes only the losses' change of the last solve."""
+        nw, g = self.network, self._grid
+        share, p0 = nw.participation, nw.gen_p_mw
+        n_gen = self._n_gen
+        tol = max(_PICKUP_TOL * float(np.abs(p_mw).sum()), 1e-6)
+        pickup, v = self._pickup_mw, np.zeros(0, complex)
+        every = np.ones(n_gen, dtype=bool)
+        for _ in range(_PICKUP_ROUNDS):
+            target = p0 + shares(pickup, share, nw.gen_p_min_mw - p0, nw.gen_p_max_mw - p0)
+            g.update_gens_p(every, target[:n_gen].astype(np.float32))
+            v = self._newton()
+            if v.size == 0:
+                break
+            total = float(np.asarray(g.get_gen_res()[0]).sum() - p0.sum())
+            if abs(total - pickup) <= tol:
+                break
+            pickup = total
+        self._pickup_mw = pickup if v.size else 0.0
+        return v
+
+    def solve(self, p_mw: np.ndarray, q_mvar: np.ndarray) -> PowerFlowResult:
+        """Solve for per-bus net demand (MW, Mvar; negative = net injection)."""
+        g = self._grid
+        g.update_loads_p(self._all_loads, p_mw.astype(np.float32))
+        g.update_loads_q(self._all_loads, q_mvar.astype(np.float32))
+        v = self._newton() if self.network.participation is None else self._distributed(p_mw)
         if v.size == 0:
             self._v = self._v_flat.copy()  # do not warm-start the next step from a failure
             return PowerFlowResult.failed(self.network.n_bus, self.network.n_line)
-        self._v = v
         vm = np.abs(v)
         vm[~self.energised] = np.nan
         p1, q1, _, a1 = g.get_line_res1()
@@ -156,12 +212,14 @@ class PowerFlowEngine:
         trafo = g.get_trafo_res1()[0], g.get_trafo_res2()[0]
         if trafo[0].size:
             losses += float(np.sum(trafo[0] + trafo[1]))
+        # the import: what the substation delivers, or every generator that takes up demand
+        supply = slice(self._n_gen, None) if self.network.participation is None else slice(None)
         return PowerFlowResult(
             True,
             vm,
             loading,
-            float(gp[self._n_gen :].sum()),
-            float(gq[self._n_gen :].sum()),
+            float(gp[supply].sum()),
+            float(gq[supply].sum()),
             losses,
             p1 + p2,
             q1 + q2,

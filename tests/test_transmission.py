@@ -106,3 +106,61 @@ def test_a_tapped_branch_turned_round_is_the_same_branch():
         assert (mine[0] + 1, mine[1] + 1) == (raw[k, 1], raw[k, 0])
         assert mine[8] == pytest.approx(1 / t) and mine[3] == pytest.approx(raw[k, 3] * t**2)
         assert mine[4] == 0.0  # its charging is at the buses' shunts (MATPOWER's split)
+
+
+@pytest.fixture(scope="module")
+def texas():
+    """case_ACTIVSg2000 as simgrid builds it, and its base case solved by the run's engine."""
+    from simgrid.powerflow import PowerFlowEngine
+
+    nw = _network("case_ACTIVSg2000")
+    engine = PowerFlowEngine(nw)
+    return nw, engine, engine.solve(nw.base_load_p_mw, nw.base_load_q_mvar)
+
+
+DALLAS_500KV = 886  # MATPOWER bus 5322 DALLAS 2, a 500 kV bus in the Dallas-Fort Worth load
+
+
+def test_a_change_of_demand_is_taken_up_by_every_generator_by_its_share(texas):
+    """The distributed slack: 300 MW more at a 500 kV bus; every participating generator moves
+    by its share (times one multiplier) of what all of them took up, the losses' change
+    included, or up to its limit, the others making up for it; those at a limit in the base
+    case (no headroom) and the nuclear units stay."""
+    nw, engine, base = texas
+    g = engine._grid
+    before = np.asarray(g.get_gen_res()[0]).copy()
+    p = nw.base_load_p_mw.copy()
+    p[DALLAS_500KV] += 300.0
+    res = engine.solve(p, nw.base_load_q_mvar)
+    moved = np.asarray(g.get_gen_res()[0]).copy() - before
+    total = moved.sum()
+    assert total == pytest.approx(300.0 + res.losses_mw - base.losses_mw, abs=1e-3)
+    assert res.import_mw - base.import_mw == pytest.approx(total, abs=1e-6)
+    room = nw.gen_p_max_mw - nw.gen_p_mw
+    free = (nw.participation > 0) & (moved < room - 1e-3)
+    multiplier = np.median(moved[free] / nw.participation[free])
+    assert multiplier > total  # some generators ran out of room: the others take more
+    expected = np.minimum(nw.participation * multiplier, room)
+    np.testing.assert_allclose(moved[:-1], expected[:-1], atol=1e-3)  # the reference: the rest
+    assert (nw.participation > 0).sum() > 100 and np.all(moved[nw.participation == 0] == 0)
+    engine.solve(nw.base_load_p_mw, nw.base_load_q_mvar)  # back, for the next test
+
+
+def test_the_linearised_grid_predicts_the_ac_power_flow(texas):
+    """Sensitivities at the base case (Jacobian, distributed slack, losses) against the AC
+    power flow after 20 MW and 10 Mvar injected at a 500 kV bus: voltages to 1e-5 pu, flows to
+    5 kW on lines carrying changes of up to 5 MW, the losses' change to 1 %."""
+    from simgrid.optimization.linearised import Grid, Linearised
+
+    nw, engine, base = texas
+    lin = Linearised(Grid.of(nw), base.vm_pu, base.va_degree, nw.line_in_service)
+    dp, dq = np.zeros(nw.n_bus), np.zeros(nw.n_bus)
+    dp[DALLAS_500KV], dq[DALLAS_500KV] = 20.0, 10.0
+    dvm, dflow, dloss = lin.response(dp, dq)
+    res = engine.solve(nw.base_load_p_mw - dp, nw.base_load_q_mvar - dq)
+    ac_flow = res.line_p_from_mw - base.line_p_from_mw
+    assert np.abs(ac_flow).max() > 4.0
+    np.testing.assert_allclose(dvm[:, 0], res.vm_pu - base.vm_pu, atol=1e-5)
+    np.testing.assert_allclose(dflow[:, 0], ac_flow, atol=5e-3)
+    assert dloss[0] == pytest.approx(res.losses_mw - base.losses_mw, rel=0.01)
+    engine.solve(nw.base_load_p_mw, nw.base_load_q_mvar)
