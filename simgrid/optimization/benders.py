@@ -19,6 +19,7 @@ cluster), here in turn.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -53,6 +54,8 @@ from simgrid.optimization.solve import (
 )
 
 CUT_TOL = 1e-9  # slopes smaller than this are dropped from a cut
+MIN_LP_S = 60.0  # a scenario's LP's time limit at least (a loaded machine, an hour's window)
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -207,7 +210,15 @@ def _solve(solver: Benders, master: Master, progress: Progress | None) -> PlanRe
             # its bound has met the best plan's (up to the master's own gap)
             break
         seen.add(key)
-        values, slopes = zip(*(lp.evaluate(sizes, max(left, 1.0)) for lp in lps), strict=True)
+        try:  # an LP gets what is left of the time, and at least MIN_LP_S (a cut must be exact)
+            values, slopes = zip(
+                *(lp.evaluate(sizes, max(left, MIN_LP_S)) for lp in lps), strict=True
+            )
+        except RuntimeError as exc:  # a recourse LP that did not solve: keep the best so far
+            if best is None:
+                check_solved(problem, SolveResult(Termination.NO_SOLUTION, None, 0, 0, 0, 0))
+            log.warning("Benders stopped early: %s", exc)
+            break
         q = np.array(values)
         upper = objective_at(problem, first, counts, q)
         explored.append((purchases_of(problem, first, counts), upper))

@@ -29,6 +29,7 @@ from functools import partial
 
 import numpy as np
 
+from simgrid.errors import ConfigError
 from simgrid.optimization.benders import Benders, Master
 from simgrid.optimization.blocks import InitialState, ModelOptions, ScenarioData
 from simgrid.optimization.builder import ArrayBuilder
@@ -97,6 +98,8 @@ class ChainedDay:
         """Block k's model at these sizes and start: built at the first call, then only its
         bounds change (hot-started from the last basis): energy and budgets enter as MWh."""
         known = self._models[k] if k < len(self._models) else None
+        if not self.problem.net.fixed_matrix:  # its coefficients follow the block: rebuilt
+            known = None
         b = ArrayBuilder() if known is None else ArrayBuilder(known[0].matrix, known[1])
         size = b.add_vars(len(sizes), sizes, sizes)
         caps = sizes_of(ud, self.first.units, size, self.first.max_size)
@@ -107,7 +110,10 @@ class ChainedDay:
         milp = b.build()
         if known is None:
             model = PersistentModel(milp, relaxed=True)
-            self._models.append((model, b.row_shapes, hd))
+            if k < len(self._models):
+                self._models[k] = (model, b.row_shapes, hd)
+            else:
+                self._models.append((model, b.row_shapes, hd))
             return model, hd
         known[0].update(milp)
         return known[0], known[2]
@@ -155,7 +161,15 @@ class OperationPlanner:
         cat = self.problem.catalogue
         sizes = [self.first.sizes_at(self.first.counts_of(a, cat), cat) for a in allocations]
         task = partial(day_costs, self.problem, self.first, sizes, self.problem.cfg.time_limit_s)
-        columns = self.map(task, list(range(len(self.problem.days))))
+        try:
+            columns = self.map(task, list(range(len(self.problem.days))))
+        except RuntimeError as exc:  # a block that did not solve in time: the user's to fix
+            raise ConfigError(
+                self.problem.source,
+                "planning.time_limit_s",
+                self.problem.cfg.time_limit_s,
+                f"a day's recourse did not solve ({exc}): allow more time per block",
+            ) from None
         return np.column_stack(columns) if columns else np.zeros((len(allocations), 0))
 
     def solve(self, progress: Progress | None = None) -> PlanResult:
