@@ -74,7 +74,7 @@ def test_a_stored_solution_that_solves_nothing_is_said_to(name, at_least):
     """case118's and case300's stored voltages (legacy IEEE data) are no solution of their own
     data: a bus is out of balance at them by `at_least` MW or Mvar. Ours is one: the same check
     at our voltages finds nothing."""
-    from simgrid.transmission import StoredSolution, stored_solution
+    from simgrid.network.transmission import StoredSolution, stored_solution
 
     nw = _network(name)
     b = base_case(nw)
@@ -150,7 +150,7 @@ def test_the_linearised_grid_predicts_the_ac_power_flow(texas):
     """Sensitivities at the base case (Jacobian, distributed slack, losses) against the AC
     power flow after 20 MW and 10 Mvar injected at a 500 kV bus: voltages to 1e-5 pu, flows to
     5 kW on lines carrying changes of up to 5 MW, the losses' change to 1 %."""
-    from simgrid.optimization.linearised import Grid, Linearised
+    from simgrid.powerflow.linearised import Grid, Linearised
 
     nw, engine, base = texas
     lin = Linearised(Grid.of(nw), base.vm_pu, base.va_degree, nw.line_in_service)

@@ -19,7 +19,7 @@ import numpy as np
 from simgrid.config import NetworkConfig
 from simgrid.errors import ConfigError, DataError
 from simgrid.matpower import read_matpower, to_ppc
-from simgrid.transmission import (
+from simgrid.network.transmission import (
     StoredSolution,
     limited,
     solve_with_reactive_limits,
