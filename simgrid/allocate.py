@@ -27,7 +27,6 @@ from simgrid.fcm import Catalogue, allocation_dataset, load_catalogue
 from simgrid.inputs import prepare
 from simgrid.ncio import DatasetKind, package_versions, variables, write_dataset
 from simgrid.optimization.blocks import Weights
-from simgrid.optimization.lindistflow import marginal_loss_factors
 from simgrid.optimization.network_model import network_model
 from simgrid.optimization.operation import ScenarioMap
 from simgrid.optimization.planner import PlanningProblem, PlanResult, Purchase
@@ -122,9 +121,12 @@ def _problem(cfg: RunConfig, set_path: str, planning: PlanningConfig) -> Plannin
     base_p = nw.base_load_p_mw + np.bincount(
         ctx.campus_bus, [c.base_utilisation * c.p_nom_mw for c in ctx.campuses], nw.n_bus
     )
-    mlf = marginal_loss_factors(nw, base_p, nw.base_load_q_mvar)
+    loss_point = (base_p, nw.base_load_q_mvar)
+    model = network_model(
+        nw, cfg.network.max_loading_percent, ctx.campuses, loss_point, cfg.network.model
+    )
     return PlanningProblem(
-        net=network_model(nw, cfg.network.max_loading_percent, ctx.campuses, mlf),
+        net=model,
         catalogue=catalogue,
         candidates=tuple(int(b) for b in candidates),
         windows=windows,

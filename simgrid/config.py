@@ -53,7 +53,9 @@ class NetworkConfig:
     `slack`: who takes up a change of demand in the AC solve -- `single` (the substation, a
     feeder's ext_grid), `distributed` (every generator in proportion to its rating, the
     reference included: governor droop) or `auto` (distributed when the network has
-    voltage-controlling generators, a transmission case).
+    voltage-controlling generators, a transmission case). `model`: the dispatcher's and the
+    planner's network model -- `lindistflow` (radial feeders), `linear_ac` (linearised AC
+    around the measured state, for meshed grids) or `auto` (by topology).
     """
 
     case: str | None = "case33bw"
@@ -66,6 +68,7 @@ class NetworkConfig:
     v_max_pu: float = 1.10
     max_loading_percent: float = 100.0
     slack: str = "auto"
+    model: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -564,6 +567,7 @@ def parse_network(t: Table, base_dir: Path) -> NetworkConfig:
         v_max_pu=v_max,
         max_loading_percent=t.number("max_loading_percent", 100.0, lo=0, lo_open=True),
         slack=t.string("slack", "auto", choices=("auto", "single", "distributed")),
+        model=t.string("model", "auto", choices=("auto", "lindistflow", "linear_ac")),
     )
     t.done()
     return cfg

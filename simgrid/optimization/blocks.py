@@ -32,6 +32,7 @@ class BusData:
     q_per_p: np.ndarray  # reactive share of each bus's conventional load, for shedding
     campus_bus: np.ndarray  # (C,) bus of each AI campus
     campus_q_per_p: np.ndarray  # (C,) reactive share of each campus's load, for shedding
+    sheddable: np.ndarray | None = None  # (N,) where conventional load may be shed (None: all)
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,6 +55,8 @@ class ScenarioData:
     # two ends as last measured (a rating is a current: at 0.97 pu a line carries 3 % less
     # power); 1 where nothing was measured (the Stage-I planner)
     line_v_pu: np.ndarray | float = 1.0
+    # the solution a network model linearises at (its own kind; None: the model's default)
+    point: object = None
 
     @property
     def periods(self) -> int:
@@ -108,7 +111,8 @@ def define_shedding(b, net: BusData, d: ScenarioData, wt: Weights, disc: np.ndar
     the very same P and Q)."""
     h, n = d.periods, net.n_bus
     live = np.broadcast_to(d.energised, (h, n))
-    conv = b.add_vars((h, n), 0.0, np.maximum(d.conv_p, 0.0) * live)
+    shed_at = live if net.sheddable is None else live & net.sheddable
+    conv = b.add_vars((h, n), 0.0, np.maximum(d.conv_p, 0.0) * shed_at)
     campus_live = live[:, net.campus_bus] if len(net.campus_bus) else np.zeros((h, 0), bool)
     ai = b.add_vars(d.ai_p.shape, 0.0, np.maximum(d.ai_p, 0.0) * campus_live)
     voll = wt.voll * d.dt_h * disc[:, COL]

@@ -151,7 +151,7 @@ class WindowBuilder:
         )
         if not res.converged:
             return None
-        return model.losses(res, live, inj + ap.shed_p)
+        return model.losses(res, live, inj + ap.shed_p, ap.shed_q)
 
     def plan(self, st: GridState, x: np.ndarray, hd: Handles, model: NetworkModel) -> Plan:
         """A solved window read back: the units' decisions and the shedding per bus."""

@@ -42,7 +42,7 @@ from simgrid.optimization.blocks import InitialState, ModelOptions, ScenarioData
 from simgrid.optimization.builder import ArrayBuilder, PyomoBuilder
 from simgrid.optimization.dispatch_model import Handles, Sizes, assemble, units_data
 from simgrid.optimization.dispatch_window import Forecaster, VoltageLimits, WindowBuilder
-from simgrid.optimization.lindistflow import Losses, marginal_loss_factors
+from simgrid.optimization.lindistflow import Losses
 from simgrid.optimization.network_model import NetworkModel, network_model
 from simgrid.optimization.realtime import RealTimeLayer
 from simgrid.optimization.solve import (
@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 DISCOUNT_PER_PERIOD = 0.98
 LOSS_ITERATIONS = 2  # extra solves when the losses at the planned point differ
 LOSS_TOL = 5e-4  # relative to the feeder's demand: losses agreeing this well are kept
+MONITOR_ROUNDS = 3  # extra solves when a plan breaks a limit the window did not model
 
 
 # The windows that reach the MILP are those the LP-first path could not round: on the 8 of the
@@ -134,10 +135,12 @@ class RollingDispatcher:
         backend: str = "highs",
         reference: bool = False,
         hold_s: float = 60.0,
+        model: str = "auto",
     ) -> RollingDispatcher:
         """The dispatcher of `units` on a network: its window builder (the forecasts and the
         losses' AC load flow), network model (at the feeder's peak loss factors) and
-        real-time layer (`hold_s`: the plant's power-flow step)."""
+        real-time layer (`hold_s`: the plant's power-flow step; `model`: which network model,
+        see network_model)."""
         limits = VoltageLimits(v_min_pu, v_max_pu, cfg.voltage_margin_pu)
         windows = WindowBuilder(
             network,
@@ -152,8 +155,8 @@ class RollingDispatcher:
         base = np.array([c.base_utilisation * c.p_nom_mw for c in windows.campuses])
         p = network.base_load_p_mw + windows.at_buses(base)
         q = network.base_load_q_mvar + windows.at_buses(base * windows.campus_q)
-        mlf = marginal_loss_factors(network, p, q)  # at the peak, campuses at their base
-        net = network_model(network, max_loading_percent, windows.campuses, mlf)
+        # losses' factors at the peak, campuses at their base
+        net = network_model(network, max_loading_percent, windows.campuses, (p, q), model)
         ud = units_data(units, cfg.redispatch_s, cfg.horizon_steps)
         network_limits = VoltageLimits(v_min_pu, v_max_pu)  # between calls: no margin
         realtime = RealTimeLayer(ud, hold_s, cfg.realtime, net, network_limits, max_loading_percent)
@@ -180,6 +183,7 @@ class RollingDispatcher:
         # diagnostics of this run
         self.lp_accepted = 0
         self.lp_dives = 0  # of which after fixing the rounded binaries (within the MIP gap)
+        self.monitor_resolves = 0  # windows solved again with lines or buses found to matter
         self.loss_resolves = 0
         self.step_wall_s: list[float] = []
         self.solver_s: list[float] = []
@@ -253,8 +257,9 @@ class RollingDispatcher:
         return hd
 
     def _solve_highs(self, data: ScenarioData, start: InitialState):
-        # after the first call the matrix is known: only bounds and costs are assembled
-        first = self._milp_model is None
+        # after the first call the matrix is known: only bounds and costs are assembled (unless
+        # the network model's coefficients follow the point: rebuilt every call)
+        first = self._milp_model is None or not self.net.fixed_matrix
         b = ArrayBuilder(*((None, None) if first else (self._milp_model.matrix, self._row_shapes)))
         hd = self._build(b, data, start)
         milp = b.build()
@@ -305,7 +310,8 @@ class RollingDispatcher:
         )
 
     def _solve(self, st: GridState, losses: Losses | None):
-        """Build the window and solve it; a solver crash is data too (recorded, fallback)."""
+        """Build the window and solve it, again while the network model finds limits the plan
+        breaks that it did not model; a solver crash is data too (recorded, fallback)."""
         data = self.windows.data(st, self._ai_prev)
         if losses is not None:
             data = self.net.with_losses(data, losses)
@@ -314,6 +320,11 @@ class RollingDispatcher:
         try:
             solve = self._solve_highs if self.backend == "highs" else self._solve_pyomo
             status, x, hd = solve(data, start)
+            for _ in range(MONITOR_ROUNDS):
+                if x is None or not self.net.monitor(x, hd.network, data):
+                    break
+                self.monitor_resolves += 1
+                status, x, hd = solve(data, start)
         except Exception:
             log.warning("dispatch solve failed at t = %.0f s", st.t_s, exc_info=True)
             status, x, hd = SolveStatus.SHED, None, None

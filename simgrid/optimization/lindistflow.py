@@ -49,6 +49,7 @@ class LinDistFlow:
     s_max_mva: np.ndarray  # the rating at the config's maximum loading
     mlf: np.ndarray  # (N,) marginal loss factor: d(losses)/d(injection at the bus)
     s_rated_mva: np.ndarray  # (L,) 100 % loading at 1 pu
+    fixed_matrix: bool = True  # a window's rows change only in their bounds
 
     @classmethod
     def of(
@@ -102,9 +103,15 @@ class LinDistFlow:
         """The active power (MW) the model predicts on each line in period 0, from-to."""
         return x[nh.p[0]]
 
-    def losses(self, res: PowerFlowResult, live: np.ndarray, injection_mw) -> Losses:
+    def losses(
+        self, res: PowerFlowResult, live: np.ndarray, injection_mw, injection_mvar=None
+    ) -> Losses:
         """A solved load flow's line losses as demand at each line's receiving end."""
         return _at_receiving_ends(self.line_from, self.line_to, res, live, injection_mw)
+
+    def monitor(self, x: np.ndarray, nh: NetworkHandles, data: ScenarioData) -> bool:
+        """Every line and bus is in the window: nothing to add."""
+        return False
 
     def with_losses(self, data: ScenarioData, losses: Losses) -> ScenarioData:
         """The window with `losses` in its demand (see `_with_losses`)."""
@@ -272,6 +279,10 @@ class Sensitivity:
     upstream: np.ndarray  # (L,) each line's end towards the substation (-1: not in the tree)
     r_coef: np.ndarray  # (L,) 2 r / V_base^2: the losses' derivative is r_coef P / v^2
 
+    def at(self, vm_pu: np.ndarray, line_p_mw: np.ndarray) -> Response:
+        """The response at a measured point (voltages, flows): with its losses."""
+        return Response(self.dv2_dp, self.dv2_dq, self.flows_at(vm_pu, line_p_mw))
+
     def flows_at(self, vm_pu: np.ndarray, line_p_mw: np.ndarray) -> np.ndarray:
         """`dflow_dp` with the losses at a measured point: a MW injected at bus k saves the
         losses of the lines between line l and k as well (r_coef P / v^2 per MW on each),
@@ -285,6 +296,29 @@ class Sensitivity:
         saved = np.abs(down).T @ g  # (N,) per MW injected at the bus, on its whole path
         above = np.where(tree, saved[np.maximum(self.upstream, 0)], 0.0)
         return self.dflow_dp * (1.0 + saved[None, :] - above[:, None])
+
+
+@dataclass(frozen=True, eq=False)
+class Response:
+    """How a network responds at one point, as the real-time layer asks (any network model
+    provides one): squared voltages to P and Q injected (pu^2 per MW, Mvar), active flows at
+    the lines' from ends to P injected (MW per MW); whole changes or per injecting bus."""
+
+    dv2_dp: np.ndarray  # (N, N)
+    dv2_dq: np.ndarray
+    dflow_dp: np.ndarray  # (L, N)
+
+    def v2(self, dp: np.ndarray, dq: np.ndarray) -> np.ndarray:
+        return self.dv2_dp @ dp + self.dv2_dq @ dq
+
+    def flow(self, dp: np.ndarray) -> np.ndarray:
+        return self.dflow_dp @ dp
+
+    def v2_columns(self, buses: np.ndarray) -> np.ndarray:
+        return self.dv2_dp[:, buses]
+
+    def flow_columns(self, buses: np.ndarray) -> np.ndarray:
+        return self.dflow_dp[:, buses]
 
 
 def _sensitivity(net: LinDistFlow, line_in_service: np.ndarray) -> Sensitivity:

@@ -28,7 +28,7 @@ import numpy as np
 
 from simgrid.optimization.dispatch_model import UnitData
 from simgrid.optimization.dispatch_window import VoltageLimits
-from simgrid.optimization.lindistflow import Sensitivity
+from simgrid.optimization.lindistflow import Response, Sensitivity
 from simgrid.optimization.state import Applied, Plan, UnitState
 from simgrid.powerflow import net_demand
 from simgrid.types import GridState
@@ -98,8 +98,7 @@ class Around:
     """A step predicted around the last AC solution: what stays fixed while the following
     units' powers `p` (stacked) are chosen, and how the network responds."""
 
-    sens: Sensitivity
-    dflow_dp: np.ndarray  # (L, N) with the losses at the measured point
+    sens: Response  # at the last solution
     bus: np.ndarray  # (U,) bus of each following unit
     load: tuple  # (load P, load Q, fraction kept by protection, shed P, shed Q) per bus
     other_mw: np.ndarray  # per bus: the other units' injection
@@ -118,8 +117,8 @@ class Around:
         inj = self.other_mw + np.bincount(self.bus, p, minlength=n)
         net_p, net_q = net_demand(*self.load, inj, 0.0)
         dp, dq = self.last_net[0] - net_p, self.last_net[1] - net_q
-        v2 = self.last_v2 + self.sens.dv2_dp @ dp + self.sens.dv2_dq @ dq
-        flow = self.last_flow_mw + self.dflow_dp @ dp
+        v2 = self.last_v2 + self.sens.v2(dp, dq)
+        flow = self.last_flow_mw + self.sens.flow(dp)
         loading = 100 * np.sqrt(flow**2 + self.q2) / self.s_line
         return np.sqrt(np.maximum(v2, 0.0)), flow, loading
 
@@ -149,8 +148,7 @@ class Guard:
         s_last = np.nan_to_num(st.last_loading_percent) / 100 * s_line
         flow = np.nan_to_num(st.last_line_p_mw)
         return Around(
-            sens,
-            sens.flows_at(vm, flow),
+            sens.at(vm, flow),
             self.bus,
             (st.demand_p_mw * live, st.demand_q_mvar * live, kept, shed_p * live, shed_q * live),
             others_mw * live,
@@ -177,9 +175,9 @@ class Guard:
         """The units whose power (from `floor`) pushes a violated bus or line further."""
         under, over, hot, flow = self.excess(at, p)
         away = p - floor
-        dv = at.sens.dv2_dp[:, self.bus] * away  # (N, U): each unit's raise of each V^2
+        dv = at.sens.v2_columns(self.bus) * away  # (N, U): each unit's raise of each V^2
         worse = (dv[under > 0] < -_EPS).any(axis=0) | (dv[over > 0] > _EPS).any(axis=0)
-        up = at.dflow_dp[hot > 0][:, self.bus] * away  # (hot lines, U): flow change
+        up = at.sens.flow_columns(self.bus)[hot > 0] * away  # (hot lines, U): flow change
         return worse | (np.sign(flow[hot > 0])[:, None] * up > _EPS).any(axis=0)
 
     def scale_back(self, at: Around, p: np.ndarray, floor: np.ndarray):

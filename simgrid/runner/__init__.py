@@ -97,6 +97,7 @@ def build_policy(
         backend=backend,
         reference=reference,
         hold_s=cfg.dt_s,  # a real-time set-point holds for one power-flow step
+        model=net.model,
     )
 
 
