@@ -390,7 +390,7 @@ def _network_report(cfg, inputs) -> tuple[str, list[str]]:
     hosts, together = hosting(nw, cfg.network, inputs.profile, cfg.campuses)
     if hosts:
         lines.append(
-            f"  hosting capacity at the feeder's peak hour ({hosts[0].peak_hour_s / 3600:.2f} h):"
+            f"  hosting capacity at the network's peak hour ({hosts[0].peak_hour_s / 3600:.2f} h):"
         )
     for h in hosts:
         lines.append(

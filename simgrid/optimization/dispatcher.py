@@ -362,7 +362,7 @@ class RollingDispatcher:
         self._solver_acc = 0.0
         self._advance(st.t_s)
         status, x, hd = self._solve_with_losses(st)
-        planned_import, planned_vm = math.nan, None
+        planned_import, planned_vm, planned_flows = math.nan, None, None
         if x is not None:
             plan = self.windows.plan(st, x, hd, self.net)
             self._plan = plan
@@ -370,6 +370,7 @@ class RollingDispatcher:
             applied = plan.at(0)
             planned_import = float(x[hd.imports.imp[0]])
             planned_vm = self.net.planned_vm(x, hd.network, st.energised)
+            planned_flows = self.net.planned_flows_mw(x, hd.network)
         elif self._plan is not None and st.t_s - self._plan.t_s < self.h * self.period_s:
             status = SolveStatus.HELD
             held = self._plan.at(int((st.t_s - self._plan.t_s) // self.period_s))
@@ -382,7 +383,8 @@ class RollingDispatcher:
         self._applied = applied
         self.solver_s.append(self._solver_acc)
         self.step_wall_s.append(time.perf_counter() - t0)
-        return self._setpoints(applied, status, self.step_wall_s[-1], planned_import, planned_vm)
+        wall_s = self.step_wall_s[-1]
+        return self._setpoints(applied, status, wall_s, planned_import, planned_vm, planned_flows)
 
     def follow(self, st: GridState) -> SetPoints:
         """The real-time layer between calls (see realtime.py), or the held plan (`hold`)."""
@@ -400,6 +402,7 @@ class RollingDispatcher:
         solve_s: float,
         planned_import_mw: float = math.nan,
         planned_vm_pu: np.ndarray | None = None,
+        planned_line_p_mw: np.ndarray | None = None,
     ) -> SetPoints:
         n = self.windows.network.n_bus
         return SetPoints(
@@ -411,6 +414,7 @@ class RollingDispatcher:
             solve_s=solve_s,
             planned_import_mw=planned_import_mw,
             planned_vm_pu=planned_vm_pu,
+            planned_line_p_mw=planned_line_p_mw,
         )
 
     def report(self, t_s: float) -> UnitReport:

@@ -122,6 +122,7 @@ class PowerFlowEngine:
         self.energised = network.energised(self._line_status)
         self._apply_topology(self._line_status)
         self._pickup_mw = 0.0  # the distributed slack's last total (its next solve starts there)
+        self._demand_mw = float(network.base_load_p_mw.sum())  # ... and the demand it met
 
     def reset(self) -> None:
         """The network's own line status and a flat start, as when built: a reused engine then
@@ -129,6 +130,7 @@ class PowerFlowEngine:
         self.set_line_status(self.network.line_in_service)
         self.flat_start()
         self._pickup_mw = 0.0
+        self._demand_mw = float(self.network.base_load_p_mw.sum())
 
     def flat_start(self) -> None:
         """Start the next Newton solve from a flat voltage profile."""
@@ -178,7 +180,11 @@ class PowerFlowEngine:
         share, p0 = nw.participation, nw.gen_p_mw
         n_gen = self._n_gen
         tol = max(_PICKUP_TOL * float(np.abs(p_mw).sum()), 1e-6)
-        pickup, v = self._pickup_mw, np.zeros(0, complex)
+        demand = float(p_mw.sum())
+        # start from the last solve's total moved by the change of demand since (the
+        # reference alone could not carry a GW change through the grid to a Newton solution)
+        pickup = self._pickup_mw + demand - self._demand_mw
+        v = np.zeros(0, complex)
         every = np.ones(n_gen, dtype=bool)
         for _ in range(_PICKUP_ROUNDS):
             target = p0 + shares(pickup, share, nw.gen_p_min_mw - p0, nw.gen_p_max_mw - p0)
@@ -190,7 +196,8 @@ class PowerFlowEngine:
             if abs(total - pickup) <= tol:
                 break
             pickup = total
-        self._pickup_mw = pickup if v.size else 0.0
+        if v.size:
+            self._pickup_mw, self._demand_mw = pickup, demand
         return v
 
     def solve(self, p_mw: np.ndarray, q_mvar: np.ndarray) -> PowerFlowResult:
