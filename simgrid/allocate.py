@@ -85,6 +85,14 @@ def _problem(cfg: RunConfig, set_path: str, planning: PlanningConfig) -> Plannin
     n = ds.sizes["scenario"]
     events = [table.events(i) for i in range(n)]
     p = ds["probability"].to_numpy().astype(float)
+    campus_bus = [c.bus for c in base.campuses]
+    base_p = nw.base_load_p_mw + np.bincount(
+        campus_bus, [c.base_utilisation * c.p_nom_mw for c in base.campuses], nw.n_bus
+    )
+    loss_point = (base_p, nw.base_load_q_mvar)
+    model = network_model(
+        nw, cfg.network.max_loading_percent, base.campuses, loss_point, cfg.network.model
+    )
     margin = cfg.dispatch.voltage_margin_pu
     ctx = PlanContext(
         nw,
@@ -95,6 +103,7 @@ def _problem(cfg: RunConfig, set_path: str, planning: PlanningConfig) -> Plannin
         (cfg.network.v_min_pu + margin) ** 2,
         (cfg.network.v_max_pu - margin) ** 2,
         float(ds.attrs["horizon_s"]),
+        at_point=not model.fixed_matrix,
     )
     candidates = planning.candidates or tuple(np.flatnonzero(nw.base_load_p_mw > 0).tolist())
     for b in candidates:
@@ -118,13 +127,6 @@ def _problem(cfg: RunConfig, set_path: str, planning: PlanningConfig) -> Plannin
         if operation:
             days = tuple(scenario_days(ctx, ev, day) for ev in events)
         distance = _distance(ds)
-    base_p = nw.base_load_p_mw + np.bincount(
-        ctx.campus_bus, [c.base_utilisation * c.p_nom_mw for c in ctx.campuses], nw.n_bus
-    )
-    loss_point = (base_p, nw.base_load_q_mvar)
-    model = network_model(
-        nw, cfg.network.max_loading_percent, ctx.campuses, loss_point, cfg.network.model
-    )
     return PlanningProblem(
         net=model,
         catalogue=catalogue,

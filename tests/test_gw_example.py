@@ -113,3 +113,32 @@ def test_the_units_keep_oilton_within_its_voltage_limit(gw_runs):
     below = [int((run["vm_pu"].sel(bus=oilton) < v_min - 1e-4).sum()) for run in (ds, none)]
     assert below[0] < below[1] / 3, below  # measured: 12 and 45 minutes
     assert float(ds["unserved_mw"].max()) == 0.0
+
+
+def test_the_planner_takes_each_block_of_a_day_at_its_own_ac_solution(tmp_path):
+    """Stage-I on the meshed grid: every block of a chained day is linearised at the AC
+    solution of its first period (the losses there, not added to the demand as LinDistFlow
+    takes them), so the generators' supply the block plans for that period is the AC one."""
+    from simgrid.allocate import _problem
+    from simgrid.cli import main
+    from simgrid.optimization.benders import Master
+    from simgrid.optimization.operation import ChainedDay
+    from simgrid.powerflow import PowerFlowEngine
+
+    sset = tmp_path / "set.nc"
+    argv = ["scenarios", str(REPO / "scenarios" / "activsg2000_ai.toml"), "--n", "2"]
+    assert main([*argv, "--seed", "3", "--out", str(sset), "--no-progress"]) == 0
+    cfg = load_config(EXAMPLE)
+    problem = _problem(cfg, str(sset), cfg.planning)
+    day = ChainedDay(problem, Master(problem, None).first, problem.days[0], 365)
+    nw = prepare(cfg).network
+    engine = PowerFlowEngine(nw)
+    for data in day.blocks[::24]:  # every other hour
+        assert data.point is not None
+        engine.set_line_status(data.line_active[0])
+        ac = engine.solve(data.demand_p[0], data.demand_q[0])
+        np.testing.assert_allclose(data.point.vm_pu, ac.vm_pu, atol=1e-6)
+        assert data.point.total_mw == pytest.approx(ac.losses_mw, abs=0.01)  # slack fixed point
+        supply = data.demand_p[0].sum() + data.point.total_mw - problem.net.fixed_mw
+        assert supply == pytest.approx(ac.import_mw, abs=0.05)
+    assert np.isfinite(day.cost(np.zeros(len(day.first.units)), 60.0))

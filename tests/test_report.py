@@ -21,7 +21,7 @@ from simgrid.metrics import (
     with_metrics,
 )
 from simgrid.ncio import write_dataset
-from simgrid.report import feeder_layout, fmt, make_report, timeseries_panels
+from simgrid.report import feeder_layout, fmt, grid_layout, make_report, timeseries_panels
 
 from conftest import MINIMAL, REPO, config_from_toml
 
@@ -423,6 +423,22 @@ def test_feeder_layout_is_a_tree_with_branches_on_their_own_rows():
     # a bus reachable only through an open line still gets a place
     depth, row = feeder_layout(3, np.array([0, 1]), np.array([1, 2]), np.array([True, False]))
     assert depth.tolist() == [0, 1, 2] and row.tolist() == [0, 0, 0]
+
+
+def test_a_meshed_grid_is_drawn_around_its_focus_buses():
+    """A ring of 12 buses with a chord: the map shows the buses within two lines in service
+    of the focus (an open line does not bring its far end in), neighbours ~1.6 apart."""
+    f = np.array([*range(12), 0])
+    t = np.array([*(np.arange(12) + 1) % 12, 6])
+    on = np.ones(13, dtype=bool)
+    on[3] = False  # 3-4 open
+    x, y, shown = grid_layout(12, f, t, on, np.array([0]))
+    assert np.flatnonzero(shown).tolist() == [0, 1, 2, 5, 6, 7, 10, 11]
+    pairs = [(a, b) for a, b in zip(f, t, strict=True) if shown[a] and shown[b]]
+    d = [np.hypot(x[a] - x[b], y[a] - y[b]) for a, b in pairs]
+    assert np.median(d) == pytest.approx(1.6)
+    again = grid_layout(12, f, t, on, np.array([0]))
+    assert np.array_equal(again[0], x) and np.array_equal(again[1], y)  # deterministic
 
 
 # --- stress test -----------------------------------------------------------------------------

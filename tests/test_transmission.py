@@ -164,3 +164,20 @@ def test_the_linearised_grid_predicts_the_ac_power_flow(texas):
     np.testing.assert_allclose(dflow[:, 0], ac_flow, atol=5e-3)
     assert dloss[0] == pytest.approx(res.losses_mw - base.losses_mw, rel=0.01)
     engine.solve(nw.base_load_p_mw, nw.base_load_q_mvar)
+
+
+def test_the_meshed_model_travels_to_a_dask_worker_without_its_factorisations(texas):
+    """The planner sends its network model to dask workers: the model of a meshed grid, once
+    it has linearised (a SuperLU factorisation cached), serialises without the cache."""
+    from distributed.protocol import serialize
+
+    from simgrid.optimization.network_model import network_model
+
+    nw, _, _ = texas
+    model = network_model(nw, 100.0)
+    assert type(model).__name__ == "LinearAC"
+    model.sensitivity(nw.line_in_service)  # factorises the Jacobian at the base case
+    assert model._lin
+    header, frames = serialize(model, serializers=("pickle",))
+    assert header and sum(len(f) for f in frames) > 0
+    assert model.__getstate__()["_lin"] == {} and model._lin  # the sender keeps its cache

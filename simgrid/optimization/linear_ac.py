@@ -97,6 +97,11 @@ class LinearAC:
     watched_buses: set = field(default_factory=set)
     _lin: dict = field(default_factory=dict)
 
+    def __getstate__(self) -> dict:
+        """Sent to a dask worker without the factorised Jacobians it caches (SuperLU objects
+        cannot be serialised; the worker factorises its own)."""
+        return {**self.__dict__, "_lin": {}}
+
     @classmethod
     def of(
         cls,
@@ -130,7 +135,7 @@ class LinearAC:
         )
         res = PowerFlowEngine(nw).solve(p, q)
         zero = np.zeros(nw.n_bus)
-        base = _point(res, zero, zero, p, q)
+        base = at_solution(res, zero, zero, p, q)
         s_rated = np.sqrt(3) * nw.vn_kv[nw.line_from] * nw.line_max_i_ka
         sgen = nw.net.sgen
         fixed = float((sgen.p_mw * sgen.scaling * sgen.in_service).sum()) if len(sgen) else 0.0
@@ -298,7 +303,7 @@ class LinearAC:
     def losses(self, res: PowerFlowResult, live: np.ndarray, injection_mw, injection_mvar=None):
         """The solution measured at a dispatch call, to linearise the window at."""
         q = np.zeros_like(injection_mw) if injection_mvar is None else injection_mvar
-        return _point(res, injection_mw, q)
+        return at_solution(res, injection_mw, q)
 
     def with_losses(self, data: ScenarioData, losses: Point) -> ScenarioData:
         return replace(data, point=losses)
@@ -360,7 +365,9 @@ class LinearAC:
         return np.where(line_in_service, lim, np.inf)
 
 
-def _point(res: PowerFlowResult, injection_mw, injection_mvar, demand_p=None, demand_q=None):
+def at_solution(res: PowerFlowResult, injection_mw, injection_mvar, demand_p=None, demand_q=None):
+    """The point of an AC solution: what it was solved with (the decisions' injections, and
+    the demand if given) and what it gave."""
     return Point(
         res.vm_pu,
         res.va_degree,

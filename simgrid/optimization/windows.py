@@ -28,6 +28,7 @@ from simgrid.config import PlanningConfig, UpstreamConfig
 from simgrid.network import Network
 from simgrid.optimization.blocks import ScenarioData
 from simgrid.optimization.lindistflow import at_receiving_ends
+from simgrid.optimization.linear_ac import at_solution
 from simgrid.powerflow import PowerFlowEngine
 from simgrid.profiles import LoadProfile
 from simgrid.types import Campus, Event, EventKind
@@ -48,6 +49,9 @@ class PlanContext:
     v2_min: float
     v2_max: float
     horizon_s: float
+    # the network model linearises at each window's own AC solution (meshed grids): the
+    # window carries that solution as its point, and the losses stay out of the demand
+    at_point: bool = False
     plain: PowerFlowEngine = field(init=False)
     shocked: PowerFlowEngine = field(init=False)
 
@@ -118,7 +122,13 @@ def window(
     ai = ai * energised[:, at] if len(at) else ai
     dp = conv_p + _at_buses(ai, at, nw.n_bus)
     dq = conv_q + _at_buses(ai * q_ai, at, nw.n_bus)
-    schedule, dp_loss, dq_loss = _ac(ctx, f, base_ai, q_ai, dp, dq, line_active)
+    schedule, dp_loss, dq_loss, first = _ac(ctx, f, base_ai, q_ai, dp, dq, line_active)
+    point = None
+    if ctx.at_point:
+        dp_loss, dq_loss = 0.0, 0.0
+        if first.converged:
+            zero = np.zeros(nw.n_bus)
+            point = at_solution(first, zero, zero, dp[0], dq[0])
     dt_h = period_s / 3600
     return ScenarioData(
         dt_h=dt_h,
@@ -133,6 +143,7 @@ def window(
         ramp=ctx.upstream.ramp_mw_per_min * period_s / 60,
         v2_min=ctx.v2_min,
         v2_max=ctx.v2_max,
+        point=point,
     )
 
 
@@ -145,23 +156,25 @@ def _at_buses(per_campus: np.ndarray, bus: np.ndarray, n_bus: int) -> np.ndarray
 
 def _ac(ctx, f, base_ai, q_ai, dp, dq, line_active):
     """Per period: the schedule (AC import without shocks or outages) and the AC losses at the
-    period's demand as demand at each line's receiving end."""
+    period's demand as demand at each line's receiving end; and the first period's solution."""
     nw = ctx.network
     plain, shocked = ctx.plain, ctx.shocked
     h = len(f)
     schedule = np.zeros(h)
     loss_p, loss_q = np.zeros_like(dp), np.zeros_like(dq)
     at = ctx.campus_bus
+    first = None
     for k in range(h):
         p0 = nw.base_load_p_mw * f[k] + _at_buses(base_ai[k : k + 1], at, nw.n_bus)[0]
         q0 = nw.base_load_q_mvar * f[k] + _at_buses(base_ai[k : k + 1] * q_ai, at, nw.n_bus)[0]
         schedule[k] = plain.solve(p0, q0).import_mw
         shocked.set_line_status(line_active[k])
         res = shocked.solve(dp[k], dq[k])
+        first = res if first is None else first
         if res.converged:  # beyond the nose: no losses to add (the model sheds what it must)
             losses = at_receiving_ends(nw, res, shocked.energised, np.zeros(nw.n_bus))
             loss_p[k], loss_q[k] = losses.p_mw, losses.q_mvar
-    return schedule, loss_p, loss_q
+    return schedule, loss_p, loss_q, first
 
 
 def scenario_windows(

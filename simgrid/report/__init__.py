@@ -16,6 +16,7 @@ from simgrid.report.evaluation import evaluation_report
 from simgrid.report.run import (
     _read_run,
     feeder_layout,
+    grid_layout,
     run_report,
     timeseries_panels,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "make_report",
     "plot_scenarios",
     "feeder_layout",
+    "grid_layout",
     "timeseries_panels",
     "fmt",
 ]

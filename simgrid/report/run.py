@@ -260,9 +260,53 @@ def feeder_layout(
     return depth, row
 
 
+def _focus(ds: xr.Dataset) -> np.ndarray:
+    """Buses a map of a large grid must show: campuses, units, and any bus below v_min."""
+    buses = [ds[name].to_numpy().astype(int) for name in ("campus_bus", "unit_bus") if name in ds]
+    v_min_pu = float(ds.attrs.get("v_min_pu", 0.9))
+    low = np.flatnonzero(ds["vm_pu"].min("time").to_numpy() < v_min_pu)
+    return np.unique(np.concatenate([*buses, low, np.zeros(0, int)]).astype(int))
+
+
+GRID_HOPS = 2  # a meshed grid's map: the buses within this many lines of the focus buses
+
+
+def grid_layout(
+    n_bus: int,
+    from_bus: np.ndarray,
+    to_bus: np.ndarray,
+    in_service: np.ndarray,
+    focus: np.ndarray,
+    hops: int = GRID_HOPS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, shown) of a meshed grid's neighbourhood of `focus` (buses within `hops` lines
+    in service; all buses if none is given): a Kamada-Kawai drawing (networkx; deterministic)
+    scaled to about 1.6 between neighbours, as the feeder's tree drawing."""
+    import networkx as nx
+
+    g = nx.Graph()
+    g.add_nodes_from(range(n_bus))
+    g.add_edges_from(
+        (int(a), int(b)) for a, b, on in zip(from_bus, to_bus, in_service, strict=True) if on
+    )
+    shown = np.zeros(n_bus, dtype=bool)
+    for b in focus if len(focus) else range(n_bus):
+        shown[list(nx.single_source_shortest_path_length(g, int(b), cutoff=hops))] = True
+    pos = nx.kamada_kawai_layout(g.subgraph(np.flatnonzero(shown).tolist()))
+    x, y = np.zeros(n_bus), np.zeros(n_bus)
+    for b, (px, py) in pos.items():
+        x[b], y[b] = px, py
+    edges = [(a, b) for a, b in g.subgraph(pos).edges()]
+    if edges:
+        length = np.median([math.hypot(x[a] - x[b], y[a] - y[b]) for a, b in edges])
+        x, y = x * 1.6 / max(length, 1e-9), y * 1.6 / max(length, 1e-9)
+    return x, y, shown
+
+
 def plot_feeder(ds: xr.Dataset, png: Path) -> Path:
-    """The feeder as a tree: buses coloured by their lowest voltage over the run, dashed
-    lines out of service at the start, campuses and flexible units at their buses."""
+    """The feeder as a tree (a meshed grid: the neighbourhood of its campuses, units and low
+    buses): buses coloured by their lowest voltage over the run, dashed lines out of service
+    at the start, campuses and flexible units at their buses."""
     plt = _pyplot()
     from matplotlib.colors import LinearSegmentedColormap, Normalize
     from matplotlib.lines import Line2D
@@ -277,14 +321,21 @@ def plot_feeder(ds: xr.Dataset, png: Path) -> Path:
     else:
         on0 = np.ones(len(f), dtype=bool)
         ever_out = np.zeros(len(f), dtype=bool)
-    depth, row = feeder_layout(n_bus, f, t, on0)
-    gap = 1.6  # vertical distance between rows (room for unit markers)
-    x, y = depth.astype(float), -gap * row.astype(float)
-    width = float(np.clip(0.42 * depth.max() + 4, 8, 22))
-    height = float(np.clip(0.75 * gap * (row.max() + 1) + 2.2, 4, 16))
+    meshed = int(on0.sum()) >= n_bus  # more lines in service than a tree has: a loop
+    if meshed:
+        x, y, shown = grid_layout(n_bus, f, t, on0, _focus(ds))
+    else:
+        depth, row = feeder_layout(n_bus, f, t, on0)
+        gap = 1.6  # vertical distance between rows (room for unit markers)
+        x, y, shown = depth.astype(float), -gap * row.astype(float), np.ones(n_bus, dtype=bool)
+    span_x, span_y = np.ptp(x[shown]), np.ptp(y[shown])
+    width = float(np.clip(0.42 * span_x + 4, 8, 22))
+    height = float(np.clip(0.75 * (span_y + 1.6) + 2.2, 4, 16))
     fig, ax = plt.subplots(figsize=(width, height))
     handles = []
     for k, (a, b) in enumerate(zip(f, t, strict=True)):
+        if not (shown[a] and shown[b]):
+            continue
         if on0[k]:
             style = {"color": "0.35", "lw": 1.6, "ls": "-"}
             if ever_out[k]:
@@ -316,7 +367,7 @@ def plot_feeder(ds: xr.Dataset, png: Path) -> Path:
 
     v_min_pu = float(ds.attrs.get("v_min_pu", 0.9))
     vmin = ds["vm_pu"].min("time").to_numpy()
-    alive = np.isfinite(vmin)
+    alive = np.isfinite(vmin) & shown
     lo = min(float(np.min(vmin[alive])) if alive.any() else v_min_pu, v_min_pu - 0.02)
     hi = max(float(np.max(vmin[alive])) if alive.any() else 1.0, v_min_pu + 0.02)
     # red below the limit, yellow at it, blue well above (a linear scale)
@@ -342,14 +393,15 @@ def plot_feeder(ds: xr.Dataset, png: Path) -> Path:
         linewidths=0.6,
         zorder=3,
     )
-    if (~alive).any():
-        ax.scatter(x[~alive], y[~alive], c="0.7", marker="X", s=70, zorder=3)
+    dead = shown & ~alive
+    if dead.any():
+        ax.scatter(x[dead], y[dead], c="0.7", marker="X", s=70, zorder=3)
         handles.append(Line2D([], [], color="0.7", marker="X", ls="", label="never energised"))
     bar = fig.colorbar(sc, ax=ax, pad=0.01, fraction=0.03)
     bar.set_label("lowest |V| over the run (pu); black line: v_min_pu")
     bar.ax.axhline(v_min_pu, color="k", lw=1.5)
-    if n_bus <= 150:
-        for b in range(n_bus):
+    if shown.sum() <= 150:
+        for b in np.flatnonzero(shown):
             ax.annotate(
                 str(int(ds["bus"][b])),
                 (x[b], y[b]),
@@ -361,12 +413,20 @@ def plot_feeder(ds: xr.Dataset, png: Path) -> Path:
             )
     handles += _draw_campuses(ds, ax, x, y)
     handles += _draw_units(ds, ax, x, y)
-    ax.set_xlabel("lines from the substation (bus 0)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    if meshed:
+        ax.set_xticks([])
+        what = (
+            f"{int(shown.sum())} of {n_bus} buses:\nwithin {GRID_HOPS} lines of the campuses, "
+            "the units and the buses below v_min"
+        )
+    else:
+        ax.set_xlabel("lines from the substation (bus 0)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        what = "units above their bus: marker by type, label and area by MW"
     ax.set_yticks([])
-    ax.set_xlim(-0.8, x.max() + 0.8)
-    ax.set_ylim(y.min() - 0.9, y.max() + 1.3)
-    for side in ("top", "right", "left"):
+    ax.set_xlim(x[shown].min() - 0.8, x[shown].max() + 0.8)
+    ax.set_ylim(y[shown].min() - 0.9, y[shown].max() + 1.3)
+    for side in ("top", "right", "left") + (("bottom",) if meshed else ()):
         ax.spines[side].set_visible(False)
     ax.legend(
         handles=handles,
@@ -377,8 +437,8 @@ def plot_feeder(ds: xr.Dataset, png: Path) -> Path:
         frameon=False,
     )
     ax.set_title(
-        f"{ds.attrs.get('run_name', 'run')}: feeder {ds.attrs.get('network', '')} "
-        f"(units above their bus: marker by type, label and area by MW)",
+        f"{ds.attrs.get('run_name', 'run')}: {'grid' if meshed else 'feeder'} "
+        f"{ds.attrs.get('network', '')} ({what})",
         fontsize=10,
     )
     fig.tight_layout()
