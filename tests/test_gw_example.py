@@ -126,7 +126,7 @@ def test_the_planner_takes_each_block_of_a_day_at_its_own_ac_solution(tmp_path):
     from simgrid.powerflow import PowerFlowEngine
 
     sset = tmp_path / "set.nc"
-    argv = ["scenarios", str(REPO / "scenarios" / "activsg2000_ai.toml"), "--n", "2"]
+    argv = ["scenarios", str(REPO / "scenarios" / "activsg2000_ai.toml"), "--n", "1"]
     assert main([*argv, "--seed", "3", "--out", str(sset), "--no-progress"]) == 0
     cfg = load_config(EXAMPLE)
     problem = _problem(cfg, str(sset), cfg.planning)

@@ -34,6 +34,24 @@ class BusData:
     campus_q_per_p: np.ndarray  # (C,) reactive share of each campus's load, for shedding
     sheddable: np.ndarray | None = None  # (N,) where conventional load may be shed (None: all)
 
+    @classmethod
+    def of(cls, nw, campuses, *, campuses_only: bool = False) -> BusData:
+        """The buses of network `nw` with `campuses` on them; `campuses_only`: only the
+        campuses' load may be shed (a transmission grid's other customers are not)."""
+        campus_bus = np.array([c.bus for c in campuses], dtype=int)
+        q_per_p = np.divide(
+            nw.base_load_q_mvar,
+            nw.base_load_p_mw,
+            out=np.zeros(nw.n_bus),
+            where=nw.base_load_p_mw > 0,
+        )
+        sheddable = None
+        if campuses_only:
+            sheddable = np.zeros(nw.n_bus, bool)
+            sheddable[campus_bus] = True
+        campus_q = np.array([c.q_per_p for c in campuses])
+        return cls(nw.n_bus, nw.slack_bus, q_per_p, campus_bus, campus_q, sheddable)
+
 
 @dataclass(frozen=True, eq=False)
 class ScenarioData:

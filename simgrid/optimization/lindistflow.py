@@ -62,19 +62,7 @@ class LinDistFlow:
         """The model's view of a network: tree, coefficients, ratings, load shares."""
         vb2 = nw.vn_kv[nw.line_from] ** 2
         s_rated = np.sqrt(3) * nw.vn_kv[nw.line_from] * nw.line_max_i_ka
-        q_per_p = np.divide(
-            nw.base_load_q_mvar,
-            nw.base_load_p_mw,
-            out=np.zeros(nw.n_bus),
-            where=nw.base_load_p_mw > 0,
-        )
-        buses = BusData(
-            nw.n_bus,
-            nw.slack_bus,
-            q_per_p,
-            np.array([c.bus for c in campuses], dtype=int),
-            np.array([c.q_per_p for c in campuses]),
-        )
+        buses = BusData.of(nw, campuses)
         return cls(
             buses,
             nw.line_from,

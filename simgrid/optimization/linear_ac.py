@@ -111,23 +111,8 @@ class LinearAC:
         mlf: np.ndarray | None = None,
     ) -> LinearAC:
         del mlf  # the losses' change comes from the sensitivities at each point
-        campus_bus = np.array([c.bus for c in campuses], dtype=int)
-        q_per_p = np.divide(
-            nw.base_load_q_mvar,
-            nw.base_load_p_mw,
-            out=np.zeros(nw.n_bus),
-            where=nw.base_load_p_mw > 0,
-        )
-        sheddable = np.zeros(nw.n_bus, bool)
-        sheddable[campus_bus] = True
-        buses = BusData(
-            nw.n_bus,
-            nw.slack_bus,
-            q_per_p,
-            campus_bus,
-            np.array([c.q_per_p for c in campuses]),
-            sheddable=sheddable,
-        )
+        buses = BusData.of(nw, campuses, campuses_only=True)
+        campus_bus = buses.campus_bus
         base_ai = np.array([c.base_utilisation * c.p_nom_mw for c in campuses])
         p = nw.base_load_p_mw + np.bincount(campus_bus, base_ai, minlength=nw.n_bus)
         q = nw.base_load_q_mvar + np.bincount(
