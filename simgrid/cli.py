@@ -159,7 +159,9 @@ def _parser() -> argparse.ArgumentParser:
         "report",
         help="PNG plots and a Markdown summary of a run, stress, evaluation or allocation file",
     )
-    rp.add_argument("result", help="a simgrid NetCDF result, or a stress test's folder")
+    rp.add_argument(
+        "result", help="a simgrid NetCDF result, or a stress test's or an evaluation's folder"
+    )
     rp.add_argument("--out", required=True, help="output folder (created inside an existing one)")
     rp.add_argument("--event", type=int, help="event of the resilience trapezoid (default: worst)")
     v = sub.add_parser("validate", help="check a config (and its network) without running it")

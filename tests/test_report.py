@@ -507,6 +507,14 @@ def test_evaluation_report_tables_every_allocation(tmp_path):
         for k in range(len(ALLOCATIONS)):
             assert close(table[name][2 + k], float(ds[name][k])), (name, k)
     assert table["planned_recourse_per_yr"][2] == "NaN"
+    # an evaluation's folder names its evaluation.nc, as a stress test's names its stress.nc
+    folder = tmp_path / "evaluation"
+    folder.mkdir()
+    write_dataset(ds, folder / "evaluation.nc")
+    again = make_report(folder, tmp_path / "again")
+    assert again[-1].read_text().replace(str(folder / "evaluation.nc"), "X") == files[
+        -1
+    ].read_text().replace(str(path), "X")
 
 
 def test_allocation_report_tables_the_modules(tmp_path):
@@ -562,7 +570,7 @@ def test_other_files_are_refused_in_one_line(tmp_path):
         tmp_path / "set.nc": "'scenario_set': must be a simgrid run, stress, evaluation",
         tmp_path / "notes.nc": "cannot be read as NetCDF",
         tmp_path / "none.nc": "file not found",
-        tmp_path: "is a directory without stress.nc",
+        tmp_path: "is a directory without stress.nc or evaluation.nc",
     }
     for path, why in cases.items():
         with pytest.raises(ConfigError, match=re.escape(why)) as err:

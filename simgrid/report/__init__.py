@@ -11,7 +11,7 @@ from simgrid.errors import ConfigError
 from simgrid.fcm import read_allocation_dataset
 from simgrid.ncio import DatasetKind, declared_kind, read_dataset
 from simgrid.report.allocation import allocation_report
-from simgrid.report.common import REPORT_MD, STRESS_FILE, fmt, md_code, md_text
+from simgrid.report.common import EVALUATION_FILE, REPORT_MD, STRESS_FILE, fmt, md_code, md_text
 from simgrid.report.evaluation import evaluation_report
 from simgrid.report.run import (
     _read_run,
@@ -76,13 +76,18 @@ def _read_result(path: Path, kind: DatasetKind) -> xr.Dataset:
 
 
 def _result_file(path: Path) -> Path:
-    """The file a RESULT argument names: itself, or a stress test's directory's stress.nc."""
+    """The file a RESULT argument names: itself, or the stress.nc of a stress test's folder or
+    the evaluation.nc of an evaluation's."""
     if path.is_dir():
-        if not (path / STRESS_FILE).is_file():
-            raise ConfigError(
-                str(path), "RESULT", str(path), f"is a directory without {STRESS_FILE}"
-            )
-        return path / STRESS_FILE
+        for name in (STRESS_FILE, EVALUATION_FILE):
+            if (path / name).is_file():
+                return path / name
+        raise ConfigError(
+            str(path),
+            "RESULT",
+            str(path),
+            f"is a directory without {STRESS_FILE} or {EVALUATION_FILE}",
+        )
     return path
 
 

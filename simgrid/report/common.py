@@ -13,6 +13,7 @@ REPORT_MD = "report.md"
 
 
 STRESS_FILE = "stress.nc"
+EVALUATION_FILE = "evaluation.nc"  # what `simgrid evaluate` writes in its folder
 
 
 WORST_EPISODE_FILE = "worst_episode.nc"
