@@ -33,6 +33,7 @@ from simgrid.optimization.state import Applied, Plan, UnitState
 from simgrid.powerflow import net_demand
 from simgrid.types import GridState
 from simgrid.units import FAMILIES
+from simgrid.units.base import Follower
 
 _EPS = 1e-12
 _BISECTIONS = 30  # of the scale-back fraction: 1e-9 of the move
@@ -242,7 +243,7 @@ class RealTimeLayer:
         self.ud, self.hold_s, self.mode = ud, hold_s, mode
         taken, k = [], 0
         for i, (f, part) in enumerate(zip(FAMILIES, ud.parts, strict=True)):
-            if f.follows():
+            if isinstance(f, Follower):
                 taken.append((i, f, part, slice(k, k + len(part))))
                 k += len(part)
         self._followers = tuple(taken)

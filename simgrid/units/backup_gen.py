@@ -16,7 +16,7 @@ import numpy as np
 from simgrid.units.base import (
     COL,
     Capacity,
-    Family,
+    Follower,
     Key,
     Module,
     Window,
@@ -81,7 +81,7 @@ class BackupGenPlan:
     p: np.ndarray  # (B, H)
 
 
-class BackupGen(Family):
+class BackupGen(Follower):
     name = "backup_gen"
     module = BackupGenModule
     types = {
@@ -163,9 +163,6 @@ class BackupGen(Family):
 
     def injection_mw(self, ap: BackupGenApplied) -> np.ndarray:
         return ap.p
-
-    def follows(self) -> bool:
-        return True
 
     def limits(self, state: BackupGenState, u: BackupGenData, hold_h, since_s):
         """Within the ramp since the last step, the rating and the run budget over the hold."""

@@ -311,19 +311,6 @@ class Family(ABC):
         """Round the integral head's binaries by what they mean (`put(ids, values)`)."""
         return None  # none, unless the family has some
 
-    # -- the plant between calls (real-time layer) ---------------------------------------------
-    def follows(self) -> bool:
-        """Whether its units follow the residual deviation between calls."""
-        return False
-
-    def limits(self, state, data, hold_h: float, since_s: float) -> tuple[np.ndarray, np.ndarray]:
-        """What the units can inject (net, generation-positive) at this step: (lo, hi)."""
-        raise NotImplementedError(f"{self.name} units do not follow")
-
-    def followed(self, p_mw: np.ndarray, base, state, data):
-        """Applied set-points at net powers `p_mw` (from `limits`), the rest as in `base`."""
-        raise NotImplementedError(f"{self.name} units do not follow")
-
     # -- what is reported -----------------------------------------------------------------
     @abstractmethod
     def report(self, applied, state, data) -> Report:
@@ -344,3 +331,16 @@ class Family(ABC):
 def unit_arrays(n: int) -> Report:
     """Report arrays of n units: power 0, no stored energy, off, no curtailment."""
     return np.zeros(n), np.full(n, math.nan), np.zeros(n), np.zeros(n)
+
+
+class Follower(Family):
+    """A family whose units follow the residual deviation between dispatch calls (the real-time
+    layer's): storage and generators; demand response, committed ahead, does not."""
+
+    @abstractmethod
+    def limits(self, state, data, hold_h: float, since_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """What the units can inject (net, generation-positive) at this step: (lo, hi)."""
+
+    @abstractmethod
+    def followed(self, p_mw: np.ndarray, base, state, data):
+        """Applied set-points at net powers `p_mw` (from `limits`), the rest as in `base`."""

@@ -13,7 +13,7 @@ import numpy as np
 from simgrid.units.base import (
     COL,
     Capacity,
-    Family,
+    Follower,
     Key,
     Module,
     Window,
@@ -103,7 +103,7 @@ class GenPlan:
     u: np.ndarray
 
 
-class FastGen(Family):
+class FastGen(Follower):
     name = "fast_gen"
     module = GenModule
     types = {
@@ -265,9 +265,6 @@ class FastGen(Family):
         before = np.concatenate([start.u0[:, None], on[:, :-1]], axis=1)
         put(hd.s, np.maximum(on - before, 0.0))
         put(hd.w, np.maximum(before - on, 0.0))
-
-    def follows(self) -> bool:
-        return True
 
     def limits(self, state: GenState, u: GenData, hold_h, since_s):
         """Online units within their ramp since the last step, between p_min and p."""

@@ -15,7 +15,7 @@ from simgrid.units.base import (
     COL,
     INF,
     Capacity,
-    Family,
+    Follower,
     Key,
     Module,
     Term,
@@ -109,7 +109,7 @@ class StoragePlan:
     pd: np.ndarray
 
 
-class Storage(Family):
+class Storage(Follower):
     name = "storage"
     module = StorageModule
     types = {"bess": _KEYS, "ldes": (*_KEYS, Key("p_min_block_mw"))}
@@ -232,9 +232,6 @@ class Storage(Family):
         # above the SoC target, which the rounded point must do by charging less (an LDES
         # below half its minimum block: not at all)
         put(hd.mode, x[hd.pd] - x[hd.pc] >= np.maximum(u.p_block[:, None] / 2, 1e-7))
-
-    def follows(self) -> bool:
-        return True
 
     def limits(self, state: StorageState, u: StorageData, hold_h, since_s):
         """Discharge and charge within the rating and the energy left over the hold (an LDES
