@@ -17,7 +17,7 @@ from simgrid.units import FAMILIES, catalogue_types, family_of
 from simgrid.units.backup_gen import BackupGenModule
 from simgrid.units.base import Family
 
-from conftest import REPO
+from conftest import MINIMAL, REPO
 
 MW_TOL = 1e-6
 PKG = REPO / "simgrid"
@@ -154,17 +154,9 @@ ramp_mw_per_min = 0.5
 energy_mwh = 50.0
 marginal_cost_per_mwh = 400.0
 """
-RUN = """
-[run]
-name = "gensets"
-horizon_s = 3600
-dt_s = 60
-[network]
-case = "case33bw"
-load_profile = "flat"
-[upstream]
-band_mw = 0.1
-ramp_mw_per_min = 0.05
+RUN = (
+    MINIMAL
+    + """
 [dispatch]
 policy = "milp"
 catalogue = "{catalogue}"
@@ -185,3 +177,4 @@ magnitude_mw = 0.8
 ramp_s = 120
 duration_s = 1800
 """
+)
