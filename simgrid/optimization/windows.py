@@ -124,11 +124,9 @@ def window(
     dq = conv_q + _at_buses(ai * q_ai, at, nw.n_bus)
     schedule, dp_loss, dq_loss, first = _ac(ctx, f, base_ai, q_ai, dp, dq, line_active)
     point = None
-    if ctx.at_point:
-        dp_loss, dq_loss = 0.0, 0.0
-        if first.converged:
-            zero = np.zeros(nw.n_bus)
-            point = at_solution(first, zero, zero, dp[0], dq[0])
+    if ctx.at_point and first.converged:
+        zero = np.zeros(nw.n_bus)
+        point = at_solution(first, zero, zero, dp[0], dq[0])
     dt_h = period_s / 3600
     return ScenarioData(
         dt_h=dt_h,
@@ -156,7 +154,8 @@ def _at_buses(per_campus: np.ndarray, bus: np.ndarray, n_bus: int) -> np.ndarray
 
 def _ac(ctx, f, base_ai, q_ai, dp, dq, line_active):
     """Per period: the schedule (AC import without shocks or outages) and the AC losses at the
-    period's demand as demand at each line's receiving end; and the first period's solution."""
+    period's demand as demand at each line's receiving end (none for a model taken at the
+    window's own solution); and the first period's solution."""
     nw = ctx.network
     plain, shocked = ctx.plain, ctx.shocked
     h = len(f)
@@ -171,7 +170,9 @@ def _ac(ctx, f, base_ai, q_ai, dp, dq, line_active):
         shocked.set_line_status(line_active[k])
         res = shocked.solve(dp[k], dq[k])
         first = res if first is None else first
-        if res.converged:  # beyond the nose: no losses to add (the model sheds what it must)
+        # beyond the nose: no losses to add (the model sheds what it must); a model taken at
+        # the window's own solution takes its losses from there
+        if res.converged and not ctx.at_point:
             losses = at_receiving_ends(nw, res, shocked.energised, np.zeros(nw.n_bus))
             loss_p[k], loss_q[k] = losses.p_mw, losses.q_mvar
     return schedule, loss_p, loss_q, first
