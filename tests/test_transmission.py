@@ -181,3 +181,27 @@ def test_the_meshed_model_travels_to_a_dask_worker_without_its_factorisations(te
     header, frames = serialize(model, serializers=("pickle",))
     assert header and sum(len(f) for f in frames) > 0
     assert model.__getstate__()["_lin"] == {} and model._lin  # the sender keeps its cache
+
+
+def test_the_real_time_layer_sees_the_meshed_grid_as_the_ac_power_flow_does(texas):
+    """Between calls the real-time layer asks the network model how a unit's injection moves
+    voltages and flows (`sensitivity`, linearised at the planning point): 50 MW and 10 Mvar
+    at a 500 kV bus of case_ACTIVSg2000 against the AC power flow: squared voltages to 3e-5
+    (measured 1.0e-5 of a 1.3e-3 change) and flows to 0.02 MW (measured 0.005 MW of 14 MW)."""
+    from simgrid.optimization.network_model import network_model
+
+    nw, engine, base = texas
+    view = network_model(nw, 100.0).sensitivity(nw.line_in_service)
+    dp, dq = np.zeros(nw.n_bus), np.zeros(nw.n_bus)
+    dp[DALLAS_500KV], dq[DALLAS_500KV] = 50.0, 10.0
+    res = engine.solve(nw.base_load_p_mw - dp, nw.base_load_q_mvar - dq)
+    ac_v2 = res.vm_pu**2 - base.vm_pu**2
+    assert np.abs(ac_v2).max() > 1e-3  # a change worth predicting
+    np.testing.assert_allclose(view.v2(dp, dq), ac_v2, atol=3e-5)
+    only_p = engine.solve(nw.base_load_p_mw - dp, nw.base_load_q_mvar)
+    ac_flow = only_p.line_p_from_mw - base.line_p_from_mw
+    assert np.abs(ac_flow).max() > 10.0
+    np.testing.assert_allclose(view.flow(dp), ac_flow, atol=0.02)
+    column = view.flow_columns(np.array([DALLAS_500KV]))[:, 0] * 50.0
+    np.testing.assert_allclose(column, view.flow(dp), rtol=1e-9, atol=1e-9)  # linear
+    engine.solve(nw.base_load_p_mw, nw.base_load_q_mvar)
