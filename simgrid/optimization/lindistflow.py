@@ -1,7 +1,7 @@
 """LinDistFlow: the network model of a radial feeder (one `NetworkModel`).
 
 P/Q flows on the feeder tree, squared voltage drops v_to = v_from - 2 (r P + x Q) / V_base^2,
-voltage limits with penalised violation, a hard octagon around each line's MVA rating (the
+voltage limits with penalised violation, a hard 16-gon inside each line's MVA rating (the
 rating is a current: at the measured voltage of the line's lower end), and per bus and period
 the balance of flows, import, units and shedding. Shedding at VoLL is the feasible last resort.
 
@@ -34,6 +34,8 @@ from simgrid.powerflow import PowerFlowEngine, PowerFlowResult
 from simgrid.types import Campus
 
 COL = np.newaxis
+# the angles of the line-rating polygon's facets between the P and Q axes' own (the bounds)
+_FACETS = np.pi / 8 * np.arange(1, 4)
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,10 +131,12 @@ class NetworkHandles:
 
 
 def _define(net: LinDistFlow, b, d: ScenarioData, wt: Weights, disc: np.ndarray):
-    """Flows within the rating octagon, squared voltages, penalised violations."""
+    """Flows within the rating's inscribed 16-gon, squared voltages, penalised violations."""
     h, n, lines = d.periods, net.buses.n_bus, len(net.line_from)
     active = np.broadcast_to(d.line_active, (h, lines))
-    s_max = net.s_max_mva * d.line_v_pu
+    # the rating circle's inscribed 16-gon: no flow it allows exceeds the rating (its corners
+    # are on the circle), and it gives away at most 1 - cos(pi/16) = 1.9 % of it
+    s_max = net.s_max_mva * d.line_v_pu * np.cos(np.pi / 16)
     lim = np.where(active, s_max, 0.0)
     p = b.add_vars((h, lines), -lim, lim)
     q = b.add_vars((h, lines), -lim, lim)
@@ -150,9 +154,9 @@ def _define(net: LinDistFlow, b, d: ScenarioData, wt: Weights, disc: np.ndarray)
         lo=drop[0],
         hi=drop[1],
     )
-    diag = np.sqrt(2) * s_max
-    for sign in (1.0, -1.0):
-        b.add_rows([(1.0, p), (sign, q)], lo=-diag, hi=diag)
+    for angle in _FACETS:  # the 16-gon's other facets (those at 0 and 90 deg are the bounds)
+        for sign in (1.0, -1.0):
+            b.add_rows([(np.cos(angle), p), (sign * np.sin(angle), q)], lo=-lim, hi=lim)
     weight = wt.voltage * d.dt_h * disc[:, COL]
     cost = [(weight, under), (weight, over)]
     return NetworkHandles(p, q, v2, under, over), cost
