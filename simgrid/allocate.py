@@ -103,6 +103,7 @@ def _problem(cfg: RunConfig, set_path: str, planning: PlanningConfig) -> Plannin
         (cfg.network.v_min_pu + margin) ** 2,
         (cfg.network.v_max_pu - margin) ** 2,
         float(ds.attrs["horizon_s"]),
+        cfg.dt_s,
         at_point=not model.fixed_matrix,
     )
     candidates = planning.candidates or tuple(np.flatnonzero(nw.base_load_p_mw > 0).tolist())

@@ -18,7 +18,7 @@ from simgrid.optimization.dispatch_model import (
     unit_data,
 )
 from simgrid.optimization.lindistflow import LinDistFlow
-from simgrid.optimization.solve import solve
+from simgrid.optimization.solve import Termination, solve
 from simgrid.units.base import Capacity
 from simgrid.units.dr import DrModule
 from simgrid.units.fast_gen import GenModule
@@ -125,8 +125,34 @@ def test_line_ratings_are_currents_at_the_measured_voltage():
     sz = Sizes.fixed(ud)
     hd, _ = assemble(b, net, ud, sz, data, idle_state(ud, data), WEIGHTS, ModelOptions())
     milp = b.build()
-    assert milp.ub[hd.network.p[0, 0]] == pytest.approx(0.95 * net.s_max_mva[0])
-    assert milp.lb[hd.network.q[0, 0]] == pytest.approx(-0.95 * net.s_max_mva[0])
+    inscribed = np.cos(np.pi / 16)  # the rating polygon's facets (see the next test)
+    assert milp.ub[hd.network.p[0, 0]] == pytest.approx(0.95 * inscribed * net.s_max_mva[0])
+    assert milp.lb[hd.network.q[0, 0]] == pytest.approx(-0.95 * inscribed * net.s_max_mva[0])
+
+
+@pytest.mark.parametrize("angle_deg", np.arange(0.0, 360.0, 7.5))
+def test_no_flow_the_model_allows_exceeds_the_line_rating(angle_deg):
+    """The line must carry the bus's whole demand (nothing to shed, no units): a demand just
+    outside the rating circle, in any direction, is infeasible (the polygon is inside the
+    circle), and one within cos(pi/16) of the rating is feasible (it gives away <= 1.9 %)."""
+    net = LinDistFlow.of(_two_bus(), 100.0).with_campuses(np.array([1]), np.zeros(1))
+    s = float(net.s_max_mva[0])
+    direction = np.array([np.cos(np.radians(angle_deg)), np.sin(np.radians(angle_deg))])
+
+    def feasible(radius):
+        p, q = radius * direction
+        data = replace(_data(0.0), demand_p=np.array([[0.0, p]]), demand_q=np.array([[0.0, q]]))
+        data = replace(data, conv_p=np.zeros((1, 2)), ai_p=np.zeros((1, 1)))
+        ud = unit_data((), [], 3600.0, 1)
+        b = ArrayBuilder()
+        hd, cost = assemble(
+            b, net, ud, Sizes.fixed(ud), data, idle_state(ud, data), WEIGHTS, ModelOptions()
+        )
+        b.add_cost(cost)
+        return solve(b.build(), time_limit_s=10.0, mip_gap=0.0).termination is Termination.OPTIMAL
+
+    assert not feasible(s * (1 + 1e-6))
+    assert feasible(s * np.cos(np.pi / 16) * (1 - 1e-6))
 
 
 def test_import_block_follows_within_its_band_and_ramp_the_rest_is_imbalance():
@@ -137,6 +163,34 @@ def test_import_block_follows_within_its_band_and_ramp_the_rest_is_imbalance():
     imbalance = res.x[hd.imports.imb_pos] - res.x[hd.imports.imb_neg]
     np.testing.assert_allclose(follow, [0.1, 0.2], atol=MW_TOL)
     np.testing.assert_allclose(imbalance, [0.2, 0.4], atol=MW_TOL)
+
+
+@pytest.mark.parametrize(
+    "deficits", [[0.2], [0.2, 0.05], [0.05, 0.15, 0.2, 0.2], [-0.1, -0.2, 0.0]]
+)
+def test_the_upstream_lag_inside_a_period_is_what_the_plant_follower_leaves(deficits):
+    """Five-minute periods, a one-minute plant step, 0.05 MW/min: after each change of the
+    deficit the plant's follower (simgrid.cosim) closes 0.05 MW a step; the model's lag costs
+    that step-by-step imbalance exactly (a change of 0.2 MW: 0.15 + 0.1 + 0.05 MW-min)."""
+    from simgrid.config import UpstreamConfig
+    from simgrid.cosim.simulation import UpstreamFollower
+
+    step_s, period_s, rate = 60.0, 300.0, 0.05
+    data = replace(
+        _data(deficits, band=0.2, ramp=rate * period_s / 60, dt_h=period_s / 3600),
+        step_h=step_s / 3600,
+    )
+    res, _ = _solve(data)
+    follower = UpstreamFollower(UpstreamConfig(band_mw=0.2, ramp_mw_per_min=rate))
+    follower.step(-step_s, 0.0)
+    left_mwh = 0.0
+    for k, d in enumerate(deficits):
+        for j in range(int(period_s / step_s)):
+            left_mwh += abs(d - follower.step(k * period_s + j * step_s, d)) * step_s / 3600
+    # (the model may also follow a little less and pay it as imbalance where that costs the
+    # same: only the cost is unique)
+    assert res.objective == pytest.approx(WEIGHTS.imbalance * left_mwh, rel=1e-9, abs=1e-9)
+    assert left_mwh > 0
 
 
 def test_storage_block_energy_balance_with_efficiencies():

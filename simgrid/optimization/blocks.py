@@ -69,6 +69,9 @@ class ScenarioData:
     ramp: float  # upstream ramp per period (MW)
     v2_min: float
     v2_max: float
+    # the plant's step (h): the upstream moves by ramp * step_h / dt_h per step, so a change of
+    # what it follows within a period lags (0: the period is the step, nothing lags)
+    step_h: float = 0.0
     # (L,) the voltage (pu) at which each line's current rating becomes MVA: the lower of its
     # two ends as last measured (a rating is a current: at 0.97 pu a line carries 3 % less
     # power); 1 where nothing was measured (the Stage-I planner)
@@ -83,13 +86,12 @@ class ScenarioData:
 
 @dataclass(frozen=True, eq=False)
 class InitialState:
-    """Where the upstream follower and the units start the window: the follow's bounds in
-    period 0 and, per family (simgrid.units), its units' start (what they have and what their
+    """Where the upstream follower and the units start the window: what the upstream follows
+    now and, per family (simgrid.units), its units' start (what they have and what their
     state forbids; storage energy and a budget left are fractions of the unit's size, so that
     they scale with a chosen size)."""
 
-    follow_lo: float
-    follow_hi: float
+    follow_mw: float
     units: tuple
 
 
@@ -147,13 +149,15 @@ class ImportHandles:
 
 
 def define_import(b, d: ScenarioData, state: InitialState, wt: Weights, disc: np.ndarray):
-    """Import = schedule + what the upstream follows (band, ramp) + imbalance (penalised)."""
+    """Import = schedule + what the upstream follows (band, ramp) + imbalance (penalised), and
+    the imbalance while the upstream catches up with a change of what it follows (`lag`)."""
     h = d.periods
     imp = b.add_vars(h, -INF, INF)
     imp_q = b.add_vars(h, -INF, INF)
     follow_lo = np.full(h, -d.band)
     follow_hi = np.full(h, d.band)
-    follow_lo[0], follow_hi[0] = state.follow_lo, state.follow_hi
+    f0 = min(max(state.follow_mw, -d.band), d.band)
+    follow_lo[0], follow_hi[0] = max(-d.band, f0 - d.ramp), min(d.band, f0 + d.ramp)
     follow = b.add_vars(h, follow_lo, follow_hi)
     imb_pos = b.add_vars(h, 0.0, INF)
     imb_neg = b.add_vars(h, 0.0, INF)
@@ -163,7 +167,34 @@ def define_import(b, d: ScenarioData, state: InitialState, wt: Weights, disc: np
     if h > 1:
         b.add_rows([(1.0, follow[1:]), (-1.0, follow[:-1])], lo=-d.ramp, hi=d.ramp)
     weight = wt.imbalance * d.dt_h * disc
-    return ImportHandles(imp, imp_q, follow, imb_pos, imb_neg), [
-        (weight, imb_pos),
-        (weight, imb_neg),
-    ]
+    cost = [(weight, imb_pos), (weight, imb_neg)]
+    lag = define_lag(b, d, follow, f0)
+    if lag is not None:
+        cost.append((wt.imbalance * disc, lag))
+    return ImportHandles(imp, imp_q, follow, imb_pos, imb_neg), cost
+
+
+def define_lag(b, d: ScenarioData, follow: np.ndarray, f0: float) -> np.ndarray | None:
+    """Per period, the energy (MWh) the upstream leaves unfollowed while it moves from the last
+    period's follow to this one's in steps of `r` = ramp * step_h / dt_h (the plant's follower
+    moves by r each step from the step of the change on): for a change D, sum over steps
+    k >= 1 of max(D - k r, 0) step_h. That is convex and piecewise linear in D, the maximum of
+    0 and its pieces m step_h D - r step_h m (m + 1) / 2 (m = 1 .. n - 1, n steps a period),
+    so `lag` >= each piece of +-(follow_t - follow_t-1) is exact at the optimum. The follow
+    stays a decision: where following less now spares a larger change later the model may
+    choose it, which the plant's follower (it always heads for the deviation) does not; a
+    lower bound then, exact where following is the best (tests/test_blocks.py). None: the
+    period is the step."""
+    n = round(d.dt_h / d.step_h) if d.step_h > 0 else 1
+    if n < 2:
+        return None
+    lag = b.add_vars(d.periods, 0.0, INF)
+    r = d.ramp / n
+    for m in range(1, n):
+        piece, slope = r * d.step_h * m * (m + 1) / 2, m * d.step_h
+        for sign in (1.0, -1.0):
+            s = sign * slope
+            b.add_rows([(1.0, lag[:1]), (-s, follow[:1])], lo=-piece - s * f0)
+            if d.periods > 1:
+                b.add_rows([(1.0, lag[1:]), (-s, follow[1:]), (s, follow[:-1])], lo=-piece)
+    return lag

@@ -116,11 +116,9 @@ def units_data(units: Sequence[Unit], period_s: float, horizon: int) -> UnitData
 def idle_state(units: UnitData, data: ScenarioData, follow_mw: float = 0.0) -> InitialState:
     """Units at rest and at their targets, budgets full, no history: the start of a planning
     window."""
-    h, reach = data.periods, data.ramp
-    period_s = data.dt_h * 3600
+    h, period_s = data.periods, data.dt_h * 3600
     return InitialState(
-        follow_lo=max(-data.band, follow_mw - reach),
-        follow_hi=min(data.band, follow_mw + reach),
+        follow_mw=follow_mw,
         units=tuple(
             f.idle_start(p, period_s, h) for f, p in zip(FAMILIES, units.parts, strict=True)
         ),

@@ -60,6 +60,7 @@ class WindowBuilder:
         *,
         period_s: float,
         periods: int,
+        step_s: float,
         forecaster: Forecaster | None = None,
     ) -> None:
         self.network, self.profile, self.upstream = network, profile, upstream
@@ -68,7 +69,7 @@ class WindowBuilder:
         self.campus_bus = np.array([c.bus for c in self.campuses], dtype=int)
         self.campus_q = np.array([c.q_per_p for c in self.campuses])
         self.v2 = limits.v2
-        self.period_s, self.periods = period_s, periods
+        self.period_s, self.periods, self.step_s = period_s, periods, step_s
         self.forecaster = forecaster
         self.loss_engine = PowerFlowEngine(network)  # the dispatcher's own copy, for losses
 
@@ -123,6 +124,7 @@ class WindowBuilder:
             schedule=st.import_schedule_mw + base_total - base_total[0],
             band=self.upstream.band_mw,
             ramp=self.upstream.ramp_mw_per_min * period_s / 60,
+            step_h=self.step_s / 3600,
             v2_min=self.v2[0],
             v2_max=self.v2[1],
         )
@@ -130,12 +132,15 @@ class WindowBuilder:
     def start(
         self, st: GridState, data: ScenarioData, state: UnitState, ud: UnitData, since_s: float
     ) -> InitialState:
-        """Where the window starts: the upstream's follow within its reach of what it follows
-        now, the units as their state allows (`since_s`: time since the previous step)."""
-        f0 = st.upstream_follow_mw
-        follow = (max(-data.band, f0 - data.ramp), min(data.band, f0 + data.ramp))
+        """Where the window starts: what the upstream follows now, the units as their state
+        allows (`since_s`: time since the previous step)."""
         return state.window_start(
-            ud, st.t_s, self.period_s, self.periods, since_s=since_s, follow=follow
+            ud,
+            st.t_s,
+            self.period_s,
+            self.periods,
+            since_s=since_s,
+            follow_mw=st.upstream_follow_mw,
         )
 
     def losses(

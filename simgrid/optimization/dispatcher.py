@@ -150,6 +150,7 @@ class RollingDispatcher:
             limits,
             period_s=cfg.redispatch_s,
             periods=cfg.horizon_steps,
+            step_s=hold_s,
             forecaster=forecaster,
         )
         base = np.array([c.base_utilisation * c.p_nom_mw for c in windows.campuses])

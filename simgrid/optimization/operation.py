@@ -129,10 +129,7 @@ def _next_start(x, hd, ud, start, sizes, data: ScenarioData, nxt: ScenarioData, 
             FAMILIES, start.units, hd.units, ud.parts, ud.index, ud_next.parts, strict=True
         )
     )
-    follow = float(x[hd.imports.follow[-1]])
-    lo = max(-nxt.band, follow - nxt.ramp)
-    hi = min(nxt.band, follow + nxt.ramp)
-    return InitialState(follow_lo=lo, follow_hi=hi, units=units)
+    return InitialState(follow_mw=float(x[hd.imports.follow[-1]]), units=units)
 
 
 def day_costs(

@@ -126,14 +126,14 @@ class UnitState:
         h: int,
         *,
         since_s: float,
-        follow: tuple[float, float],
+        follow_mw: float,
     ) -> InitialState:
         """The window's initial state: what the units have and what their state forbids."""
         starts = tuple(
             f.window_start(s, p, t_s, period_s, h, since_s)
             for f, s, p in zip(FAMILIES, self.units, ud.parts, strict=True)
         )
-        return InitialState(follow_lo=follow[0], follow_hi=follow[1], units=starts)
+        return InitialState(follow_mw=follow_mw, units=starts)
 
     def issue_commands(
         self, ud: UnitData, x: np.ndarray, hd: Handles, t_s: float, period_s: float, h: int

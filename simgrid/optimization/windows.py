@@ -49,6 +49,7 @@ class PlanContext:
     v2_min: float
     v2_max: float
     horizon_s: float
+    step_s: float  # the plant's power-flow step, at which the upstream follows
     # the network model linearises at each window's own AC solution (meshed grids): the
     # window carries that solution as its point, and the losses stay out of the demand
     at_point: bool = False
@@ -139,6 +140,7 @@ def window(
         schedule=schedule,
         band=ctx.upstream.band_mw,
         ramp=ctx.upstream.ramp_mw_per_min * period_s / 60,
+        step_h=ctx.step_s / 3600,
         v2_min=ctx.v2_min,
         v2_max=ctx.v2_max,
         point=point,
