@@ -148,11 +148,6 @@ def test_without_an_ac_solution_nothing_is_predicted():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known (README, Between calls): the MILP's line octagon allows up to 8 % over a "
-    "rating and the guard aims at the rating itself; day 6 puts line 7 at 102.8 % (660 s)",
-)
 def test_no_allocation_breaks_a_limit_on_a_day_do_nothing_keeps_it(tmp_path):
     """Days of the shifted spec (faster ramps, oscillations at both campuses, longer surges,
     more trips and outages) in closed loop with the example's allocation and without: on no day
