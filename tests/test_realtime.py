@@ -83,7 +83,8 @@ def test_sensitivities_predict_the_ac_load_flow():
 
 def test_a_unit_charging_into_low_voltage_is_scaled_back_to_the_limit():
     """The feeder loaded to 0.905 pu at the far end; a battery there asked to charge 0.4 MW
-    (which would take the bus below 0.90 pu) charges only what the bus can take."""
+    (which would take the bus below 0.90 pu) charges only what the bus can take, keeping it
+    0.002 pu inside the limit (the sensitivities' error near it was 0.0003 pu)."""
     nw, net, p, q = _feeder(1.08)
     st, res = _measured(nw, p, q, np.zeros(nw.n_bus))
     assert 0.9 < np.nanmin(res.vm_pu) < 0.91
@@ -93,7 +94,8 @@ def test_a_unit_charging_into_low_voltage_is_scaled_back_to_the_limit():
     p_new = guard.limit(at, np.array([-0.4]), np.array([-0.5]), np.array([0.5]), reshare=False)
     assert -0.4 < p_new[0] < 0.0  # partly: what the bus can take
     vm = _ac_at(nw, p, q, [FAR_END], p_new).vm_pu
-    assert vm.min() == pytest.approx(0.90, abs=5e-4)  # at the limit, as the AC solution has it
+    # at the guard's aim, 0.002 pu inside the limit, as the AC solution has it
+    assert vm.min() == pytest.approx(0.902, abs=5e-4) and vm.min() > 0.90
 
 
 def test_a_unit_that_helps_or_harms_nothing_is_left_alone():
@@ -114,11 +116,11 @@ def test_what_a_harmful_unit_no_longer_absorbs_goes_to_the_others():
     guard = Guard(net, LIMITS, 100.0, [FAR_END, NEAR])
     at = guard.around(st, np.zeros(nw.n_bus), np.zeros(nw.n_bus), np.zeros(nw.n_bus))
     asked = np.array([-0.3, -0.3])
-    p_new = guard.limit(at, asked, np.full(2, -0.5), np.full(2, 0.5), reshare=True)
+    p_new = guard.limit(at, asked, np.full(2, -0.8), np.full(2, 0.5), reshare=True)
     assert p_new[0] > asked[0] and p_new[1] < asked[1]
     # most of it: the near one's charge lowers the far end a little as well
     assert p_new.sum() == pytest.approx(asked.sum(), abs=0.05)
-    alone = guard.limit(at, asked, np.full(2, -0.5), np.full(2, 0.5), reshare=False)
+    alone = guard.limit(at, asked, np.full(2, -0.8), np.full(2, 0.5), reshare=False)
     assert alone[1] == asked[1] and alone.sum() > p_new.sum() + 0.1  # the far end alone gives
     assert _ac_at(nw, p, q, [FAR_END, NEAR], p_new).vm_pu.min() >= 0.90 - 5e-4
 

@@ -43,6 +43,9 @@ _ROUNDS = 2  # scale back, hand what is no longer absorbed to the others, check 
 # predict the AC flow to a few kW, and a guard aiming at the rating itself left the AC a hair
 # over it (100.0x %) for minutes on end
 _LOADING_MARGIN = 0.5
+# and buses this far (pu) inside their voltage limits, for the same reason (aimed at the limit,
+# the AC landed up to 0.0003 pu outside it)
+_VOLTAGE_MARGIN_PU = 0.002
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,7 +137,9 @@ class Guard:
     docstring) for the following units at `bus`, by the network model `net`."""
 
     def __init__(self, net, limits: VoltageLimits, max_loading_percent: float, bus) -> None:
-        self.net, self.limits = net, limits
+        self.net = net
+        self.v_min_pu = limits.v_min_pu + _VOLTAGE_MARGIN_PU
+        self.v_max_pu = limits.v_max_pu - _VOLTAGE_MARGIN_PU
         self.target_loading = max_loading_percent - _LOADING_MARGIN
         self.bus = np.asarray(bus, dtype=int)
         self._sens: dict[bytes, Sensitivity] = {}  # per topology
@@ -172,9 +177,8 @@ class Guard:
         """Per bus below and above its limits (pu), per line over its rating (fraction), and
         the lines' flows (MW)."""
         vm, flow, loading = at.predict(p)
-        lim = self.limits
-        under = np.where(at.bus_ok, np.maximum(lim.v_min_pu - vm, 0.0), 0.0)
-        over = np.where(at.bus_ok, np.maximum(vm - lim.v_max_pu, 0.0), 0.0)
+        under = np.where(at.bus_ok, np.maximum(self.v_min_pu - vm, 0.0), 0.0)
+        over = np.where(at.bus_ok, np.maximum(vm - self.v_max_pu, 0.0), 0.0)
         hot = np.where(at.line_ok, np.maximum(loading - self.target_loading, 0.0) / 100, 0.0)
         return under, over, hot, flow
 
