@@ -12,13 +12,12 @@ first lever on a surplus (load comes back before units back down) and the last o
 load left there). DR stays as planned: it cannot act without notice.
 
 Limits (`Guard`): what the units are set to must not push a bus outside the network's voltage
-limits or a line past its rating (kept `_LOADING_MARGIN` inside it), which nobody checks
-between calls otherwise. Around the last
-AC solution (what each bus drew, voltages, flows and loadings), the network model's
-sensitivities predict the step; a unit whose set-point pushes a violated bus or line further
-(its power measured from the least it can do: idle, or its floor) is scaled back towards
-that by the fraction that clears what it causes; when following, what it no longer absorbs
-goes to the units that do not harm, then upstream.
+limits or a line past its rating (each aimed at a margin inside), which nobody checks between
+calls otherwise. Around the last AC solution (what each bus drew, voltages, flows and
+loadings), the network model's sensitivities predict the step; a unit whose set-point pushes
+a violated bus or line further (its power measured from the least it can do: idle, or its
+floor) is scaled back towards that by the fraction that clears what it causes; when
+following, what it no longer absorbs goes to the units that do not harm, then upstream.
 """
 
 from __future__ import annotations
