@@ -3,6 +3,7 @@ the promise that a size chosen by Stage-I behaves exactly like the same size fix
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -166,16 +167,20 @@ def test_import_block_follows_within_its_band_and_ramp_the_rest_is_imbalance():
 
 
 @pytest.mark.parametrize(
-    "deficits", [[0.2], [0.2, 0.05], [0.05, 0.15, 0.2, 0.2], [-0.1, -0.2, 0.0]]
+    ("deficits", "step_s"),
+    [
+        *((d, 60.0) for d in ([0.2], [0.2, 0.05], [0.05, 0.15, 0.2, 0.2], [-0.1, -0.2, 0.0])),
+        ([0.2], 90.0),  # a period of 3 1/3 steps: 0.125 + 0.05 MW left at the first two
+    ],
 )
-def test_the_upstream_lag_inside_a_period_is_what_the_plant_follower_leaves(deficits):
-    """Five-minute periods, a one-minute plant step, 0.05 MW/min: after each change of the
+def test_the_upstream_lag_inside_a_period_is_what_the_plant_follower_leaves(deficits, step_s):
+    """Five-minute periods, a one-minute plant step (or 90 s), 0.05 MW/min: after each change of the
     deficit the plant's follower (simgrid.cosim) closes 0.05 MW a step; the model's lag costs
     that step-by-step imbalance exactly (a change of 0.2 MW: 0.15 + 0.1 + 0.05 MW-min)."""
     from simgrid.config import UpstreamConfig
     from simgrid.cosim.simulation import UpstreamFollower
 
-    step_s, period_s, rate = 60.0, 300.0, 0.05
+    period_s, rate = 300.0, 0.05
     data = replace(
         _data(deficits, band=0.2, ramp=rate * period_s / 60, dt_h=period_s / 3600),
         step_h=step_s / 3600,
@@ -185,7 +190,7 @@ def test_the_upstream_lag_inside_a_period_is_what_the_plant_follower_leaves(defi
     follower.step(-step_s, 0.0)
     left_mwh = 0.0
     for k, d in enumerate(deficits):
-        for j in range(int(period_s / step_s)):
+        for j in range(math.ceil(period_s / step_s)):
             left_mwh += abs(d - follower.step(k * period_s + j * step_s, d)) * step_s / 3600
     # (the model may also follow a little less and pay it as imbalance where that costs the
     # same: only the cost is unique)

@@ -13,6 +13,7 @@ is priced at VoLL.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,17 +180,18 @@ def define_lag(b, d: ScenarioData, follow: np.ndarray, f0: float) -> np.ndarray 
     period's follow to this one's in steps of `r` = ramp * step_h / dt_h (the plant's follower
     moves by r each step from the step of the change on): for a change D, sum over steps
     k >= 1 of max(D - k r, 0) step_h. That is convex and piecewise linear in D, the maximum of
-    0 and its pieces m step_h D - r step_h m (m + 1) / 2 (m = 1 .. n - 1, n steps a period),
+    0 and its pieces m step_h D - r step_h m (m + 1) / 2 (m = 1 .. n - 1; n steps a period,
+    so D <= ramp < n r),
     so `lag` >= each piece of +-(follow_t - follow_t-1) is exact at the optimum. The follow
     stays a decision: where following less now spares a larger change later the model may
     choose it, which the plant's follower (it always heads for the deviation) does not; a
     lower bound then, exact where following is the best (tests/test_blocks.py). None: the
     period is the step."""
-    n = round(d.dt_h / d.step_h) if d.step_h > 0 else 1
+    n = math.ceil(d.dt_h / d.step_h - 1e-9) if d.step_h > 0 else 1  # steps a period
     if n < 2:
         return None
     lag = b.add_vars(d.periods, 0.0, INF)
-    r = d.ramp / n
+    r = d.ramp * d.step_h / d.dt_h  # per step, also where the period is no whole of steps
     for m in range(1, n):
         piece, slope = r * d.step_h * m * (m + 1) / 2, m * d.step_h
         for sign in (1.0, -1.0):
