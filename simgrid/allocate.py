@@ -27,6 +27,7 @@ from simgrid.fcm import Catalogue, allocation_dataset, load_catalogue
 from simgrid.inputs import prepare
 from simgrid.ncio import DatasetKind, package_versions, variables, write_dataset
 from simgrid.optimization.blocks import Weights
+from simgrid.optimization.dispatch_window import VoltageLimits
 from simgrid.optimization.network_model import network_model
 from simgrid.optimization.operation import ScenarioMap
 from simgrid.optimization.planner import PlanningProblem, PlanResult, Purchase
@@ -93,15 +94,16 @@ def _problem(cfg: RunConfig, set_path: str, planning: PlanningConfig) -> Plannin
     model = network_model(
         nw, cfg.network.max_loading_percent, base.campuses, loss_point, cfg.network.model
     )
-    margin = cfg.dispatch.voltage_margin_pu
+    v2 = VoltageLimits(
+        cfg.network.v_min_pu, cfg.network.v_max_pu, cfg.dispatch.voltage_margin_pu
+    ).v2  # the dispatcher's band
     ctx = PlanContext(
         nw,
         inputs.profile,
         base.campuses,
         inputs.campus_profiles,
         cfg.upstream,
-        (cfg.network.v_min_pu + margin) ** 2,
-        (cfg.network.v_max_pu - margin) ** 2,
+        *v2,
         float(ds.attrs["horizon_s"]),
         cfg.dt_s,
         at_point=not model.fixed_matrix,

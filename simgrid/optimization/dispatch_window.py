@@ -43,8 +43,13 @@ class VoltageLimits:
     margin_pu: float = 0.0
 
     @property
+    def band_pu(self) -> tuple[float, float]:
+        return self.v_min_pu + self.margin_pu, self.v_max_pu - self.margin_pu
+
+    @property
     def v2(self) -> tuple[float, float]:
-        return (self.v_min_pu + self.margin_pu) ** 2, (self.v_max_pu - self.margin_pu) ** 2
+        lo, hi = self.band_pu
+        return lo**2, hi**2
 
 
 class WindowBuilder:

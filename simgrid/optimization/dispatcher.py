@@ -159,7 +159,7 @@ class RollingDispatcher:
         # losses' factors at the peak, campuses at their base
         net = network_model(network, max_loading_percent, windows.campuses, (p, q), model)
         ud = units_data(units, cfg.redispatch_s, cfg.horizon_steps)
-        network_limits = VoltageLimits(v_min_pu, v_max_pu)  # between calls: no margin
+        network_limits = VoltageLimits(v_min_pu, v_max_pu)  # between calls: the guard's own margin
         realtime = RealTimeLayer(ud, hold_s, cfg.realtime, net, network_limits, max_loading_percent)
         return cls(windows, net, units, realtime, cfg, backend=backend, reference=reference)
 

@@ -22,7 +22,7 @@ following, what it no longer absorbs goes to the units that do not harm, then up
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -137,8 +137,9 @@ class Guard:
 
     def __init__(self, net, limits: VoltageLimits, max_loading_percent: float, bus) -> None:
         self.net = net
-        self.v_min_pu = limits.v_min_pu + _VOLTAGE_MARGIN_PU
-        self.v_max_pu = limits.v_max_pu - _VOLTAGE_MARGIN_PU
+        self.v_min_pu, self.v_max_pu = replace(
+            limits, margin_pu=limits.margin_pu + _VOLTAGE_MARGIN_PU
+        ).band_pu
         self.target_loading = max_loading_percent - _LOADING_MARGIN
         self.bus = np.asarray(bus, dtype=int)
         self._sens: dict[bytes, Sensitivity] = {}  # per topology
