@@ -141,6 +141,22 @@ def test_a_unit_that_overloads_a_line_is_scaled_back_to_its_rating():
     assert loading.max() == pytest.approx(rating, abs=0.5)  # the path's most loaded line
 
 
+def test_a_line_rating_is_a_current_at_the_predicted_voltage():
+    """A 0.4 MW charge at the far end lowers its voltage by 0.034 pu: in MVA a line's rating
+    falls with it, so the loading predicted is the AC's to 2 % on the lines it loads (taken at
+    the last voltage, the far end's line came out 3.6 % low, and a guard aiming at 99.5 %
+    left a line at 100.4 %)."""
+    nw, net, p, q = _feeder(1.0)
+    st, res = _measured(nw, p, q, np.zeros(nw.n_bus))
+    guard = Guard(net, LIMITS, 100.0, [FAR_END])
+    at = guard.around(st, np.zeros(nw.n_bus), np.zeros(nw.n_bus), np.zeros(nw.n_bus))
+    vm, _, loading = at.predict(np.array([-0.4]))
+    ac = _ac_at(nw, p, q, [FAR_END], [-0.4])
+    assert np.nanmin(ac.vm_pu) < np.nanmin(res.vm_pu) - 0.03  # a drop worth taking in
+    path = slice(0, FAR_END)  # lines 0..16 lead from the substation to bus 17
+    np.testing.assert_allclose(loading[path], ac.line_loading_percent[path], rtol=0.02)
+
+
 def test_without_an_ac_solution_nothing_is_predicted():
     nw, net, p, q = _feeder(1.0)
     st, _ = _measured(nw, p, q, np.zeros(nw.n_bus))

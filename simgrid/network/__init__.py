@@ -92,6 +92,13 @@ class Network:
         return _positions(self.net, self.net.trafo.lv_bus[self.net.trafo.in_service].to_numpy())
 
 
+def lower_end_pu(vm_pu: np.ndarray, line_from: np.ndarray, line_to: np.ndarray) -> np.ndarray:
+    """Each line's lower end voltage (pu; 1 where unknown: a dead or unsolved bus). A line's
+    rating is a current: in MVA it is this times its rating at 1 pu."""
+    low = np.fmin(vm_pu[line_from], vm_pu[line_to])
+    return np.where(np.isfinite(low) & (low > 0), low, 1.0)
+
+
 def _positions(net, buses: np.ndarray) -> np.ndarray:
     return net.bus.index.get_indexer(buses).astype(np.int64)
 

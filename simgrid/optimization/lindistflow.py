@@ -21,7 +21,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
 
-from simgrid.network import Network
+from simgrid.network import Network, lower_end_pu
 from simgrid.optimization.blocks import (
     BusData,
     ImportHandles,
@@ -246,13 +246,12 @@ def at_receiving_ends(nw: Network, res: PowerFlowResult, live: np.ndarray, injec
 
 def _at_receiving_ends(line_from, line_to, res, live, injection_mw) -> Losses:
     recv = np.where(res.line_p_from_mw >= 0, line_to, line_from)
-    ends = np.fmin(res.vm_pu[line_from], res.vm_pu[line_to])
     n_bus = len(live)
     return Losses(
         np.bincount(recv, res.line_loss_mw, minlength=n_bus) * live,
         np.bincount(recv, res.line_loss_mvar, minlength=n_bus) * live,
         injection_mw,
-        np.where(np.isfinite(ends) & (ends > 0), ends, 1.0),
+        lower_end_pu(res.vm_pu, line_from, line_to),
     )
 
 

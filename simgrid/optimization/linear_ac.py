@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from simgrid.network import Network
+from simgrid.network import Network, lower_end_pu
 from simgrid.optimization.blocks import BusData, ScenarioData, Weights
 from simgrid.optimization.builder import INF
 from simgrid.powerflow import PowerFlowEngine, PowerFlowResult
@@ -340,9 +340,7 @@ class LinearAC:
     def _p_limit(self, point: Point, line_in_service: np.ndarray) -> np.ndarray:
         """MW a line may carry: its MVA rating at its lower end's voltage, less the reactive
         flow it carries at the point (held)."""
-        vm = point.vm_pu
-        low = np.fmin(vm[self.line_from], vm[self.line_to])
-        s_line = self.s_rated_mva * np.where(np.isfinite(low) & (low > 0), low, 1.0)
+        s_line = self.s_rated_mva * lower_end_pu(point.vm_pu, self.line_from, self.line_to)
         s_max = s_line * self.max_loading_percent / 100
         s_now = np.nan_to_num(point.loading_percent) / 100 * s_line
         q2 = np.maximum(s_now**2 - np.nan_to_num(point.line_p_mw) ** 2, 0.0)

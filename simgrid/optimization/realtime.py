@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from simgrid.network import lower_end_pu
 from simgrid.optimization.dispatch_model import UnitData
 from simgrid.optimization.dispatch_window import VoltageLimits
 from simgrid.optimization.lindistflow import Response, Sensitivity
@@ -114,7 +115,8 @@ class Around:
     last_v2: np.ndarray
     last_flow_mw: np.ndarray
     q2: np.ndarray  # per line: the reactive part of the last loading, squared (MVA^2)
-    s_line: np.ndarray  # per line: 100 % loading at its lower end's last voltage (MVA)
+    s_rated_mva: np.ndarray  # per line: 100 % loading at 1 pu (MVA)
+    line_ends: tuple  # (from, to) bus positions per line
     bus_ok: np.ndarray
     line_ok: np.ndarray
 
@@ -127,8 +129,11 @@ class Around:
         dp, dq = self.last_net[0] - net_p, self.last_net[1] - net_q
         v2 = self.last_v2 + self.sens.v2(dp, dq)
         flow = self.last_flow_mw + self.sens.flow(dp)
-        loading = 100 * np.sqrt(flow**2 + self.q2) / self.s_line
-        return np.sqrt(np.maximum(v2, 0.0)), flow, loading
+        vm = np.sqrt(np.maximum(v2, 0.0))
+        # the rating is a current: in MVA at the predicted voltage of the line's lower end
+        # (at the last voltage, a step whose voltage fell left a line 0.8 % over its rating)
+        s_line = self.s_rated_mva * lower_end_pu(vm, *self.line_ends)
+        return vm, flow, 100 * np.sqrt(flow**2 + self.q2) / s_line
 
 
 class Guard:
@@ -155,8 +160,7 @@ class Guard:
         live = st.energised.astype(float)
         kept = 1.0 if st.uvls_fraction is None else 1.0 - st.uvls_fraction
         vm = st.last_vm_pu
-        low = np.fmin(vm[sens.line_from], vm[sens.line_to])
-        s_line = sens.s_rated_mva * np.where(np.isfinite(low) & (low > 0), low, 1.0)
+        s_line = sens.s_rated_mva * lower_end_pu(vm, sens.line_from, sens.line_to)
         s_last = np.nan_to_num(st.last_loading_percent) / 100 * s_line
         flow = np.nan_to_num(st.last_line_p_mw)
         return Around(
@@ -168,7 +172,8 @@ class Guard:
             np.nan_to_num(vm) ** 2,
             flow,
             np.maximum(s_last**2 - flow**2, 0.0),
-            s_line,
+            sens.s_rated_mva,
+            (sens.line_from, sens.line_to),
             np.isfinite(vm) & st.energised,
             st.line_in_service & np.isfinite(st.last_loading_percent),
         )
