@@ -20,7 +20,8 @@ from simgrid.optimization.dispatch_model import (
 )
 from simgrid.optimization.lindistflow import LinDistFlow
 from simgrid.optimization.solve import Termination, solve
-from simgrid.units.base import Capacity
+from simgrid.units import FAMILIES
+from simgrid.units.base import Capacity, Window
 from simgrid.units.dr import DrModule
 from simgrid.units.fast_gen import GenModule
 from simgrid.units.storage import StorageModule
@@ -82,8 +83,9 @@ def _net():
     return LinDistFlow.of(_two_bus(), 1e6).with_campuses(np.array([1]), np.zeros(1))
 
 
-def _solve(data, modules=(), sizes=None, relax=False, fix=None):
+def _solve(data, modules=(), sizes=None, relax=False, fix=None, start=None):
     ud = unit_data(modules, [1] * len(modules), data.dt_h * 3600, data.periods)
+    start = idle_state(ud, data) if start is None else start
     b = ArrayBuilder()
     if sizes == "chosen":
         # Stage-I's form: sizes are columns (here fixed by their bounds at `fix` modules)
@@ -92,7 +94,7 @@ def _solve(data, modules=(), sizes=None, relax=False, fix=None):
     else:
         counts = np.ones(len(modules)) if fix is None else np.asarray(fix, float)
         sz = Sizes(tuple(Capacity.fixed(counts[idx]) for idx in ud.index))
-    hd, cost = assemble(b, _net(), ud, sz, data, idle_state(ud, data), WEIGHTS, ModelOptions())
+    hd, cost = assemble(b, _net(), ud, sz, data, start, WEIGHTS, ModelOptions())
     b.add_cost(cost)
     milp = b.build()
     if relax:
@@ -213,6 +215,32 @@ def test_dr_budget_bounds_the_whole_window():
     res, hd = _solve(_data([0.3, 0.3]), modules=(DR,))
     curtailed = res.x[hd.of("dr").curtail[0]]
     assert curtailed.sum() == pytest.approx(0.3, abs=MW_TOL)
+
+
+def test_a_chained_block_carries_the_demand_response_run_time():
+    """A planned day's blocks are relaxed: curtailing a third of its block for a whole hour,
+    a DR unit allowed an hour at a time is only a third active in the model, but the plant
+    counts every period that curtails. The next block, chained from it, starts with that
+    hour run: the unit must rest its first period (as the plant stops it), then may go on
+    (before, the run was dropped at the block's edge and the unit curtailed all day)."""
+    dr = replace(DR, max_duration_s=3600.0, energy_mwh=10.0)
+    data = _data(np.full(12, 0.1), dt_h=1 / 12)  # an hour of 5-min periods, 0.1 MW short
+    ud = unit_data((dr,), [1], 300.0, 12)
+    k = next(i for i, idx in enumerate(ud.index) if len(idx))
+    fam, part = FAMILIES[k], ud.parts[k]
+    idle = idle_state(ud, data)
+    start = fam.absolute(idle.units[k], part, np.ones(1))
+    res, hd = _solve(data, modules=(dr,), relax=True)
+    first = res.x[hd.units[k].curtail[0]]
+    np.testing.assert_allclose(first, 0.1, atol=MW_TOL)  # every period, a third of its block
+    window = Window(data.dt_h, 12, np.zeros(12, bool), 0.0)
+    nxt = fam.next_start(start, res.x, hd.units[k], part, np.ones(1), window, part, 300.0, 12)
+    assert nxt.run_s == pytest.approx([3600.0])
+    units = tuple(nxt if i == k else st for i, st in enumerate(idle.units))
+    res2, hd2 = _solve(data, modules=(dr,), relax=True, start=replace(idle, units=units))
+    second = res2.x[hd2.units[k].curtail[0]]
+    assert second[0] == pytest.approx(0.0, abs=MW_TOL)
+    np.testing.assert_allclose(second[1:], 0.1, atol=MW_TOL)
 
 
 def test_generator_block_starts_at_minimum_and_ramps():

@@ -27,6 +27,9 @@ from simgrid.units.base import (
     previous,
 )
 
+# a plan's period that curtails more than this is active (solver noise below it is not)
+_ACTIVE_MW = 1e-7
+
 
 @dataclass(frozen=True)
 class DrModule(Module):
@@ -77,6 +80,7 @@ class DrStart:
     budget: np.ndarray  # fraction of the budget left
     owed0: np.ndarray
     budget_mwh: np.ndarray | None = None  # or in MWh (a planned day's later blocks)
+    run_s: np.ndarray | None = None  # active without a break until the window (s; None: 0)
 
 
 @dataclass
@@ -173,18 +177,25 @@ class DemandResponse(Family):
         )
 
     def next_start(self, start: DrStart, x, hd: DrHandles, u: DrData, size, w, nxt, period_s, h):
-        """Activity and rebound owed carried, the budget left less what the block curtailed;
-        the run time of a relaxed plan is not."""
+        """Activity and rebound owed carried, the budget left less what the block curtailed,
+        and the run time as the plant counts it: every period that curtails at all (a relaxed
+        plan's fractional activity would otherwise let a unit curtail part of its block all
+        day, where the plant stops it after `max_duration_s`)."""
         idle = self.idle_start(nxt, period_s, h)
         used = x[hd.curtail].sum(axis=1) * w.dt_h
         left = np.maximum(start.budget_mwh - used, 0.0)
+        on = x[hd.curtail] > _ACTIVE_MW
+        trailing = np.argmin(np.concatenate([on[:, ::-1], np.zeros((len(u), 1), bool)], 1), 1)
+        before = np.zeros(len(u)) if start.run_s is None else start.run_s
+        run_s = trailing * w.dt_h * 3600 + np.where(trailing == w.periods, before, 0.0)
         return DrStart(
             a0=x[hd.active[:, -1]],
             z_ub=idle.z_ub,
-            run_left=idle.run_left,
+            run_left=_run_left(run_s, nxt.max_on, period_s, h),
             budget=_fraction(left, u.energy * size, start.budget),
             owed0=x[hd.owed[:, -1]],
             budget_mwh=left,
+            run_s=run_s,
         )
 
     def absolute(self, start: DrStart, u: DrData, size) -> DrStart:
@@ -213,13 +224,13 @@ class DemandResponse(Family):
         jr = np.where(ready, periods(np.nan_to_num(state.ready_at) - t_s, period_s), 0)
         for k in np.flatnonzero(ready):
             z_ub[k, max(int(jr[k]), 0) :] = 1.0
-        run = np.floor(state.run_s / period_s + 1e-9)
-        m = u.max_on[:, None]
-        run_left = m - np.minimum(run[:, None], np.maximum(m - t_idx[None, :], 0))
+        run_left = _run_left(state.run_s, u.max_on, period_s, h)
         left = np.maximum(u.energy - state.used, 0.0)
         budget = np.divide(left, u.energy, out=np.ones(len(u)), where=np.isfinite(u.energy))
         budget = np.where(u.energy > 0, budget, 0.0)
-        return DrStart(state.on.astype(float), z_ub, run_left, budget, state.owed)
+        return DrStart(
+            state.on.astype(float), z_ub, run_left, budget, state.owed, run_s=state.run_s
+        )
 
     def issue_commands(self, state: DrState, u: DrData, x, hd: DrHandles, t_s, period_s, h):
         """An activation the plan makes after the notice is notified now."""
@@ -243,7 +254,7 @@ class DemandResponse(Family):
 
     def round(self, x, put, lb, hd: DrHandles, start: DrStart, u) -> None:
         """Active when it curtails; activations from the off -> on transitions."""
-        put(hd.active, x[hd.curtail] > 1e-7)
+        put(hd.active, x[hd.curtail] > _ACTIVE_MW)
         before = np.concatenate([start.a0[:, None], x[hd.active][:, :-1]], axis=1)
         put(hd.activate, np.maximum(x[hd.active] - before, 0.0))
 
@@ -253,6 +264,14 @@ class DemandResponse(Family):
 
     def cost_per_mwh(self, m: DrModule) -> float:
         return m.cost_per_mwh
+
+
+def _run_left(run_s: np.ndarray, max_on: np.ndarray, period_s: float, h: int) -> np.ndarray:
+    """(D, H): active periods allowed in the `max_on` + 1 periods to each t, after `run_s`
+    seconds active without a break until the window (those before it count first)."""
+    run = np.floor(np.asarray(run_s, float) / period_s + 1e-9)
+    m = max_on[:, None]
+    return m - np.minimum(run[:, None], np.maximum(m - np.arange(h)[None, :], 0))
 
 
 def _fraction(mwh: np.ndarray, cap_mwh: np.ndarray, otherwise: np.ndarray) -> np.ndarray:
