@@ -243,6 +243,26 @@ def test_a_chained_block_carries_the_demand_response_run_time():
     np.testing.assert_allclose(second[1:], 0.1, atol=MW_TOL)
 
 
+@pytest.mark.parametrize(("run_s", "first_mw"), [(4200.0, 0.1), (10800.0, 0.0)])
+def test_a_dr_run_longer_than_the_window_counts_against_its_whole_max_duration(run_s, first_mw):
+    """The dispatcher's window is an hour of 5-min periods. A DR unit allowed 3 h that has
+    curtailed for 70 min goes on; one that has curtailed 3 h rests its first period. (Its
+    max duration was capped at the window's 13 periods, so the plant rested a 3-h unit after
+    every 65 min.)"""
+    dr = replace(DR, max_duration_s=10800.0, energy_mwh=10.0)
+    data = _data(np.full(12, 0.1), dt_h=1 / 12)
+    ud = unit_data((dr,), [1], 300.0, 12)
+    k = next(i for i, idx in enumerate(ud.index) if len(idx))
+    fam, part = FAMILIES[k], ud.parts[k]
+    state = fam.initial(part)
+    state.on[:], state.run_s[:] = True, run_s
+    start = fam.window_start(state, part, 0.0, 300.0, 12, 60.0)
+    idle = idle_state(ud, data)
+    units = tuple(start if i == k else st for i, st in enumerate(idle.units))
+    res, hd = _solve(data, modules=(dr,), start=replace(idle, units=units))
+    assert res.x[hd.units[k].curtail[0, 0]] == pytest.approx(first_mw, abs=MW_TOL)
+
+
 def test_generator_block_starts_at_minimum_and_ramps():
     # a 0.4 MW deficit: the generator synchronises at its 0.1 MW minimum and ramps 0.01 MW/min
     # (0.6 MW an hour); within the first hour it reaches min + ramp = 0.7 >= 0.4

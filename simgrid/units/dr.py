@@ -124,7 +124,8 @@ class DemandResponse(Family):
             p=pick(modules, "p_mw"),
             payback=pick(modules, "payback_mw"),
             rebound=pick(modules, "rebound_fraction"),
-            max_on=np.minimum(np.floor(pick(modules, "max_duration_s") / period_s + 1e-9), h + 1),
+            # not capped at the window: a run carried into it counts against the whole of it
+            max_on=np.floor(pick(modules, "max_duration_s") / period_s + 1e-9),
             cost=pick(modules, "cost_per_mwh"),
             notice_s=pick(modules, "notification_s"),
             energy=pick(modules, "energy_mwh"),
