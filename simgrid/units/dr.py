@@ -168,11 +168,10 @@ class DemandResponse(Family):
     def idle_start(self, u: DrData, period_s, h) -> DrStart:
         d, t = len(u), np.arange(h)
         z_ub = np.where(t[None, :] < periods(u.notice_s, period_s)[:, None], 0.0, 1.0)
-        m = u.max_on[:, None]
         return DrStart(
             a0=np.zeros(d),
             z_ub=z_ub.reshape(d, h),
-            run_left=np.broadcast_to(m, (d, h)).astype(float).copy(),
+            run_left=_run_left(np.zeros(d), u.max_on, period_s, h),
             budget=np.ones(d),
             owed0=np.zeros(d),
         )
