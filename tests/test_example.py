@@ -16,6 +16,7 @@ from simgrid.cli import main
 from simgrid.config import load_config
 from simgrid.fcm import load_catalogue
 from simgrid.inputs import prepare
+from simgrid.metrics import step_durations_s
 from simgrid.ncio import write_dataset
 from simgrid.optimization.dispatcher import LOSS_TOL
 from simgrid.runner import run
@@ -208,6 +209,18 @@ def test_units_stay_within_their_limits_at_every_step(dispatched):
             reach = module.ramp_mw_per_min * count * np.diff(t)[both] / 60
             assert np.all(ramp <= reach + tol), name
             assert np.all(p[on, k] >= module.p_min_mw * count - tol), name
+        if module.type == "dr":
+            # the plant does not stop a unit itself: the dispatcher's plans must keep its
+            # runs within max_duration_s (both ways: a cap at the window once rested a 3-h
+            # unit every 65 min; this day it runs 2.6 h) and its curtailment within budget
+            curtail = ds["dr_curtail_mw"].to_numpy()[:, k]
+            dt_s = step_durations_s(ds)
+            run_s, longest = 0.0, 0.0
+            for on_k, d in zip(curtail > 1e-9, dt_s, strict=True):
+                run_s = run_s + d if on_k else 0.0
+                longest = max(longest, run_s)
+            assert module.max_duration_s / 2 < longest <= module.max_duration_s, name
+            assert curtail @ dt_s / 3600 <= module.energy_mwh * count + tol, name
 
 
 def _described(ds: xr.Dataset) -> list[str]:
