@@ -110,7 +110,7 @@ class DemandResponse(Family):
     types = {
         "dr": (
             Key("notification_s"),
-            Key("max_duration_s", unbounded=True),
+            Key("max_duration_s", lo_open=True, unbounded=True),  # 0: a unit that never acts
             Key("energy_mwh", unbounded=True),
             Key("rebound_fraction", hi=1.0),
             Key("payback_mw"),
