@@ -217,28 +217,39 @@ def test_dr_budget_bounds_the_whole_window():
     assert curtailed.sum() == pytest.approx(0.3, abs=MW_TOL)
 
 
+def _dr_hour(max_duration_s: float):
+    """An hour of 5-min periods 0.1 MW short, a DR unit of `max_duration_s` alone: the data,
+    the DR family, its part of the units, the idle start, and a start with the DR's replaced."""
+    dr = replace(DR, max_duration_s=max_duration_s, energy_mwh=10.0)
+    data = _data(np.full(12, 0.1), dt_h=1 / 12)
+    ud = unit_data((dr,), [1], 300.0, 12)
+    k = [f.name for f in FAMILIES].index("dr")
+    idle = idle_state(ud, data)
+
+    def starting(dr_start):
+        return replace(
+            idle, units=tuple(dr_start if i == k else st for i, st in enumerate(idle.units))
+        )
+
+    return dr, data, FAMILIES[k], ud.parts[k], idle.units[k], starting
+
+
 def test_a_chained_block_carries_the_demand_response_run_time():
     """A planned day's blocks are relaxed: curtailing a third of its block for a whole hour,
     a DR unit allowed an hour at a time is only a third active in the model, but the plant
     counts every period that curtails. The next block, chained from it, starts with that
     hour run: the unit must rest its first period (as the plant stops it), then may go on
     (before, the run was dropped at the block's edge and the unit curtailed all day)."""
-    dr = replace(DR, max_duration_s=3600.0, energy_mwh=10.0)
-    data = _data(np.full(12, 0.1), dt_h=1 / 12)  # an hour of 5-min periods, 0.1 MW short
-    ud = unit_data((dr,), [1], 300.0, 12)
-    k = next(i for i, idx in enumerate(ud.index) if len(idx))
-    fam, part = FAMILIES[k], ud.parts[k]
-    idle = idle_state(ud, data)
-    start = fam.absolute(idle.units[k], part, np.ones(1))
+    dr, data, fam, part, idle, starting = _dr_hour(3600.0)
     res, hd = _solve(data, modules=(dr,), relax=True)
-    first = res.x[hd.units[k].curtail[0]]
+    first = res.x[hd.of("dr").curtail[0]]
     np.testing.assert_allclose(first, 0.1, atol=MW_TOL)  # every period, a third of its block
     window = Window(data.dt_h, 12, np.zeros(12, bool), 0.0)
-    nxt = fam.next_start(start, res.x, hd.units[k], part, np.ones(1), window, part, 300.0, 12)
+    start = fam.absolute(idle, part, np.ones(1))
+    nxt = fam.next_start(start, res.x, hd.of("dr"), part, np.ones(1), window, part, 300.0, 12)
     assert nxt.run_s == pytest.approx([3600.0])
-    units = tuple(nxt if i == k else st for i, st in enumerate(idle.units))
-    res2, hd2 = _solve(data, modules=(dr,), relax=True, start=replace(idle, units=units))
-    second = res2.x[hd2.units[k].curtail[0]]
+    res2, hd2 = _solve(data, modules=(dr,), relax=True, start=starting(nxt))
+    second = res2.x[hd2.of("dr").curtail[0]]
     assert second[0] == pytest.approx(0.0, abs=MW_TOL)
     np.testing.assert_allclose(second[1:], 0.1, atol=MW_TOL)
 
@@ -249,18 +260,12 @@ def test_a_dr_run_longer_than_the_window_counts_against_its_whole_max_duration(r
     curtailed for 70 min goes on; one that has curtailed 3 h rests its first period. (Its
     max duration was capped at the window's 13 periods, so the plant rested a 3-h unit after
     every 65 min.)"""
-    dr = replace(DR, max_duration_s=10800.0, energy_mwh=10.0)
-    data = _data(np.full(12, 0.1), dt_h=1 / 12)
-    ud = unit_data((dr,), [1], 300.0, 12)
-    k = next(i for i, idx in enumerate(ud.index) if len(idx))
-    fam, part = FAMILIES[k], ud.parts[k]
+    dr, data, fam, part, _, starting = _dr_hour(10800.0)
     state = fam.initial(part)
     state.on[:], state.run_s[:] = True, run_s
     start = fam.window_start(state, part, 0.0, 300.0, 12, 60.0)
-    idle = idle_state(ud, data)
-    units = tuple(start if i == k else st for i, st in enumerate(idle.units))
-    res, hd = _solve(data, modules=(dr,), start=replace(idle, units=units))
-    assert res.x[hd.units[k].curtail[0, 0]] == pytest.approx(first_mw, abs=MW_TOL)
+    res, hd = _solve(data, modules=(dr,), start=starting(start))
+    assert res.x[hd.of("dr").curtail[0, 0]] == pytest.approx(first_mw, abs=MW_TOL)
 
 
 def test_generator_block_starts_at_minimum_and_ramps():
