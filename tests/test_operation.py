@@ -4,7 +4,7 @@ blocks, judging an allocation file reproduces its figures, the VSS reused or ski
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pytest
@@ -65,6 +65,115 @@ def test_more_storage_never_costs_a_chained_day_more_recourse(plans, small_set):
         costs.append(day.cost(sizes, 60.0))
     assert costs[0] >= costs[1] - 1e-6 >= costs[2] - 2e-6
     assert costs[0] > costs[2]
+
+
+@dataclass(eq=False)
+class _Recorded(ChainedDay):
+    """A chained day that keeps each solved block: (its data, handles, solve result)."""
+
+    solved: list = field(default_factory=list)
+
+    def _block(self, k, data, ud, sizes, start):
+        model, hd = super()._block(k, data, ud, sizes, start)
+        solved = self.solved
+
+        class _Keeping:
+            def solve(self, time_limit_s):
+                res = model.solve(time_limit_s)
+                solved.append((data, hd, res))
+                return res
+
+        return _Keeping(), hd
+
+
+def _day_with(plans, small_set, counts: dict[str, int], day: int = 0):  # noqa: F811
+    """Scenario `day`'s chained day at these module counts: its cost and its solved blocks."""
+    cfg = load_config(plans[0])
+    problem = _problem(cfg, str(small_set), cfg.planning)
+    first = OperationPlanner(problem).first
+    sizes = np.zeros(len(first.units))
+    for name, n in counts.items():
+        sizes[[m.name for m, _ in first.units].index(name)] = n
+    recorded = _Recorded(problem, first, problem.days[day], cfg.planning.days_per_year)
+    return recorded.cost(sizes, 60.0), recorded, problem, first, sizes
+
+
+def test_a_chained_day_costs_what_a_run_pays_not_its_regulariser(plans, small_set):  # noqa: F811
+    """The restoration terms steer each block (storage back to its target, rebound owed) but
+    a run's cost leaves them out: the day's cost is the blocks' objectives less exactly what
+    those columns (read by family, not through the terms) were charged."""
+    cost, day, problem, *_ = _day_with(plans, small_set, {"bess-0.5": 2, "dr-campus": 1})
+    rest = problem.weights.restoration
+    charged, objective = 0.0, 0.0
+    for data, hd, res in day.solved:
+        st, dr = hd.of("storage"), hd.of("dr")
+        steering = res.x[st.dev_up].sum() + res.x[st.dev_dn].sum() + res.x[dr.owed].sum()
+        charged += day.scale * rest * data.dt_h * steering
+        objective += res.objective
+    assert charged > 1e-3 * objective  # the day does steer: the test can tell the two apart
+    assert cost == pytest.approx(objective - charged, rel=1e-9)
+
+
+def test_a_chained_days_generators_run_as_the_plant_runs_them(plans, small_set):  # noqa: F811
+    """Integral commitment, the minimum output whenever on, and the minimum up and down times
+    held across the blocks' boundaries as across dispatch calls (each unit's commitment over
+    the whole day, block after block)."""
+    _, day, problem, first, sizes = _day_with(plans, small_set, {"gen-0.5": 2}, day=3)
+    k = [m.name for m, _ in first.units].index("gen-0.5")
+    module = first.units[k][0]
+    on, p, step_s = [], [], []
+    for data, hd, res in day.solved:
+        g = hd.of("fast_gen")
+        on.append(res.x[g.u][0])
+        p.append(res.x[g.p][0])
+        step_s.append(np.full(data.periods, data.dt_h * 3600))
+    on, p, step_s = np.concatenate(on), np.concatenate(p), np.concatenate(step_s)
+    np.testing.assert_allclose(on, np.round(on), atol=1e-6)
+    assert on.sum() > 0 and np.any(np.diff(on) < -0.5)  # the day starts and stops the unit
+    committed = on > 0.5
+    assert np.all(p[committed] >= module.p_min_mw * sizes[k] - 1e-6)
+    assert np.all(p[~committed] <= 1e-6)
+    # every run of on (off) periods after a change lasts at least min up (down), but the last
+    change = np.flatnonzero(np.diff(committed.astype(int))) + 1
+    bounds = [*change, len(committed)]
+    for a, b in zip(bounds[:-2], bounds[1:-1], strict=True):
+        held_s = step_s[a:b].sum()
+        least = module.min_up_s if committed[a] else module.min_down_s
+        assert held_s >= least - 1e-6, (a, b, committed[a], held_s)
+
+
+@pytest.mark.parametrize("started", [2, 12])  # periods on at the block's end (of 12)
+def test_a_started_generator_stays_on_its_minimum_up_time_into_the_next_block(started):
+    """Min up of 1 h in 5-min periods: a unit started `started` periods before a block's end
+    must stay on the 12 - started periods left of it in the next block, and one on the whole
+    block after a start in the block before is carried on from there."""
+    from simgrid.units.base import Window
+    from simgrid.units.fast_gen import FAMILY, GenHandles, GenModule
+
+    period_s, h = 300.0, 12
+    gen = GenModule("g", "fast_gen", 1.0, p_min_mw=0.2, min_up_s=3600, min_down_s=3600)
+    u = FAMILY.data([gen], [0], period_s, h)
+    ids = np.arange(4 * h).reshape(4, 1, h)  # p, u, s, w of one unit
+    hd = GenHandles(*ids)
+    x = np.zeros(4 * h)
+    x[ids[1, 0, h - started :]] = 1.0
+    x[ids[0, 0, h - started :]] = 0.2
+    window = Window(period_s / 3600, h, np.zeros(h, bool), 0.0)
+    rest = FAMILY.idle_start(u, period_s, h)
+    first = FAMILY.next_start(rest, x, hd, u, 1, window, u, period_s, h)
+    np.testing.assert_array_equal(first.u_lb[0], np.arange(h) < h - started)
+    assert first.u0[0] == 1.0 and first.p0[0] == pytest.approx(0.2)
+    # the next block on throughout: it has been on started + 12 periods, past its min up
+    x_on = np.zeros(4 * h)
+    x_on[ids[1, 0]], x_on[ids[0, 0]] = 1.0, 0.2
+    second = FAMILY.next_start(first, x_on, hd, u, 1, window, u, period_s, h)
+    assert second.since_s[0] == pytest.approx((started + h) * period_s)
+    assert not second.u_lb.any()
+    # stopped in its last period: it may not start again for its min down
+    x_off = x_on.copy()
+    x_off[ids[1, 0, -1]], x_off[ids[0, 0, -1]] = 0.0, 0.0
+    third = FAMILY.next_start(second, x_off, hd, u, 1, window, u, period_s, h)
+    np.testing.assert_array_equal(third.u_ub[0], np.arange(h) >= h - 1)
 
 
 def test_judge_reproduces_the_allocation_file(plans, small_set):  # noqa: F811

@@ -108,10 +108,13 @@ class Weights:
 class ModelOptions:
     """`integer_periods`: binaries integral in these first periods, relaxed after (None: all;
     0: none). `discount`: later periods weigh discount^t (Stage-II's guard against
-    procrastination under a flat forecast; 1 for Stage-I's actual cost)."""
+    procrastination under a flat forecast; 1 for Stage-I's actual cost). `commitment`:
+    generators' commitment integral in every period whatever `integer_periods` says (a planned
+    day's, so that a start costs its minimum output and start cost as in the plant)."""
 
     integer_periods: int | None = None
     discount: float = 1.0
+    commitment: bool = False
 
     def head(self, h: int) -> np.ndarray:
         n = h if self.integer_periods is None else self.integer_periods

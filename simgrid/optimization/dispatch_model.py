@@ -28,7 +28,7 @@ from simgrid.optimization.blocks import (
 from simgrid.optimization.builder import Term
 from simgrid.optimization.network_model import NetworkModel
 from simgrid.units import FAMILIES, Module
-from simgrid.units.base import Capacity, Window
+from simgrid.units.base import Capacity, Regulariser, Window
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,12 +57,14 @@ class Sizes:
 
 @dataclass(frozen=True, eq=False)
 class Handles:
-    """Column ids of everything a caller reads back (`units`: per family)."""
+    """Column ids of everything a caller reads back (`units`: per family; `regulariser`: the
+    cost terms no one pays, simgrid.units.base.Regulariser)."""
 
     network: Any  # the network model's
     shed: ShedHandles
     imports: ImportHandles
     units: tuple
+    regulariser: tuple[Term, ...] = ()
 
     def of(self, family: str):
         """One family's handles (by its name, e.g. "storage")."""
@@ -87,7 +89,7 @@ def assemble(
     nh, c_net = net.define(b, data, wt, disc)
     sh, c_shed = define_shedding(b, net.buses, data, wt, disc)
     ih, c_imp = define_import(b, data, state, wt, disc)
-    window = Window(data.dt_h, h, options.head(h), wt.restoration)
+    window = Window(data.dt_h, h, options.head(h), wt.restoration, options.commitment)
     handles, cost, injections = [], [*c_net, *c_shed, *c_imp], []
     for fam, part, cap, start in zip(FAMILIES, units.parts, sizes.caps, state.units, strict=True):
         hd, c = fam.define(b, part, cap, start, window)
@@ -95,7 +97,8 @@ def assemble(
         cost += c
         injections += fam.injections(part, hd)
     net.balance(b, data, nh, sh, ih, injections)
-    return Handles(nh, sh, ih, tuple(handles)), cost
+    regulariser = tuple(t for t in cost if isinstance(t, Regulariser))
+    return Handles(nh, sh, ih, tuple(handles), regulariser), cost
 
 
 def unit_data(modules: Sequence[Module], buses: Sequence[int], period_s: float, h: int) -> UnitData:

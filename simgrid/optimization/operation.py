@@ -8,8 +8,13 @@ where the one before ended (units' energy, output and commitment, budgets left, 
 the upstream's follow) and the day starts at rest at the targets, as a run does: no block sees
 beyond its lookahead, so storage and demand response are rationed over an hour as the
 dispatcher rations them, not over the day with hindsight. A block sees its hour as it will be
-(the dispatcher forecasts it by persistence); its binaries are relaxed, as Stage-I's always
-were.
+(the dispatcher forecasts it by persistence). Generators commit integrally, their minimum up
+and down times carried from block to block: a start costs its start cost and the unit's
+minimum output for as long as the plant keeps it on (relaxed, a tenth of a unit would run at
+a tenth of its minimum output, a flexible resource the plant does not have); the other
+binaries (storage's mode, demand response's activation) stay relaxed. A day costs what a run
+pays: the restoration terms that steer the dispatcher (`Regulariser`) are left out, as the
+closed loop's cost leaves them out.
 
 The chained day is not one optimisation problem: its cost is not convex in the sizes and has
 no valid Benders cut (the slope of a block with its start held fixed misses how a larger unit
@@ -45,7 +50,7 @@ from simgrid.optimization.planner import (
 )
 from simgrid.optimization.solve import PersistentModel, Progress, SolveResult, Termination
 from simgrid.units import FAMILIES
-from simgrid.units.base import Window
+from simgrid.units.base import Window, value_of
 
 # How many of the allocations the window model evaluated are judged on the chained days (the
 # best by the window model's own objective): each costs one chained day per scenario.
@@ -81,9 +86,9 @@ class ChainedDay:
                 start = replace(idle, units=units)
             model, hd = self._block(k, data, ud, sizes, start)
             res = model.solve(time_limit_s)
-            if res.termination is not Termination.OPTIMAL:
+            if not res.termination.has_solution:  # a MILP stopped by its limit: its best
                 raise RuntimeError(f"a day's recourse block ended {res.termination.value}")
-            total += res.objective
+            total += res.objective - self.scale * value_of(hd.regulariser, res.x)
             if k + 1 < len(self.blocks):
                 nxt = self.blocks[k + 1]
                 start = _next_start(res.x, hd, ud, start, sizes, data, nxt, self._unit_data(nxt))
@@ -96,20 +101,20 @@ class ChainedDay:
 
     def _block(self, k: int, data, ud, sizes, start):
         """Block k's model at these sizes and start: built at the first call, then only its
-        bounds change (hot-started from the last basis): energy and budgets enter as MWh."""
+        bounds change: energy and budgets enter as MWh."""
         known = self._models[k] if k < len(self._models) else None
         if not self.problem.net.fixed_matrix:  # its coefficients follow the block: rebuilt
             known = None
         b = ArrayBuilder() if known is None else ArrayBuilder(known[0].matrix, known[1])
         size = b.add_vars(len(sizes), sizes, sizes)
         caps = sizes_of(ud, self.first.units, size, self.first.max_size)
-        options = ModelOptions(integer_periods=0, discount=1.0)
+        options = ModelOptions(integer_periods=0, discount=1.0, commitment=True)
         problem = self.problem
         hd, cost = assemble(b, problem.net, ud, caps, data, start, problem.weights, options)
         b.add_cost([(self.scale * np.asarray(coef), cols) for coef, cols in cost])
         milp = b.build()
         if known is None:
-            model = PersistentModel(milp, relaxed=True)
+            model = PersistentModel(milp)
             if k < len(self._models):
                 self._models[k] = (model, b.row_shapes, hd)
             else:

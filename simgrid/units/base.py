@@ -18,7 +18,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -28,6 +28,20 @@ from simgrid.types import Snapshot
 INF = np.inf
 COL = np.newaxis
 Term = tuple[np.ndarray | float, np.ndarray]
+
+
+class Regulariser(NamedTuple):
+    """A cost term that steers the dispatcher (restoring a unit's energy or the rebound it
+    owes) but is no money the plant pays: the closed loop's cost leaves it out, and so does a
+    planned day's (simgrid.optimization.operation)."""
+
+    coef: np.ndarray | float
+    cols: np.ndarray
+
+
+def value_of(terms: Sequence[Term], x: np.ndarray) -> float:
+    """What cost terms add up to at solution x."""
+    return float(sum(np.sum(np.broadcast_to(c, np.shape(ids)) * x[ids]) for c, ids in terms))
 
 
 # ---- modules and their catalogue keys ----------------------------------------------------------
@@ -69,12 +83,20 @@ class Key:
 @dataclass(frozen=True, eq=False)
 class Window:
     """What a family's block needs of the window: period length, number of periods, the
-    periods whose binaries stay integral (`head`) and the price of the restoration terms."""
+    periods whose binaries stay integral (`head`), the price of the restoration terms, and
+    whether commitment binaries are integral in every period (`commitment`: a planned day's
+    generators run as the plant runs them, at least their minimum output once started)."""
 
     dt_h: float
     periods: int
     head: np.ndarray
     restoration_per_mwh: float
+    commitment: bool = False
+
+    @property
+    def committed(self) -> np.ndarray:
+        """The periods whose commitment binaries are integral."""
+        return np.ones_like(self.head) if self.commitment else self.head
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,6 +186,12 @@ def lagged(ids: np.ndarray, lag: int, within: np.ndarray) -> Term:
     """The term x[..., t - lag] (along the last axis), counted where t >= lag and `within`."""
     t = np.arange(ids.shape[-1])
     return (t >= lag) * within * np.ones(ids.shape), ids[..., np.maximum(t - lag, 0)]
+
+
+def trailing(flags: np.ndarray) -> np.ndarray:
+    """Per row of a (U, H) boolean array, how many periods at its end are all True."""
+    padded = np.concatenate([flags[:, ::-1], np.zeros((len(flags), 1), bool)], axis=1)
+    return np.argmin(padded, axis=1)
 
 
 def previous(ids: np.ndarray) -> np.ndarray:

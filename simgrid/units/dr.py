@@ -16,6 +16,7 @@ from simgrid.units.base import (
     Family,
     Key,
     Module,
+    Regulariser,
     Window,
     at_start,
     command_after_delay,
@@ -25,6 +26,7 @@ from simgrid.units.base import (
     periods,
     pick,
     previous,
+    trailing,
 )
 
 # a plan's period that curtails more than this is active (solver noise below it is not)
@@ -159,7 +161,7 @@ class DemandResponse(Family):
             lo=own0,
             hi=own0,
         )
-        cost = [(u.cost[:, COL] * dt, dd), (w.restoration_per_mwh * dt, owed)]
+        cost = [(u.cost[:, COL] * dt, dd), Regulariser(w.restoration_per_mwh * dt, owed)]
         return DrHandles(dd, active, activate, pb, owed), cost
 
     def injections(self, u: DrData, hd: DrHandles):
@@ -185,9 +187,9 @@ class DemandResponse(Family):
         used = x[hd.curtail].sum(axis=1) * w.dt_h
         left = np.maximum(start.budget_mwh - used, 0.0)
         on = x[hd.curtail] > _ACTIVE_MW
-        trailing = np.argmin(np.concatenate([on[:, ::-1], np.zeros((len(u), 1), bool)], 1), 1)
+        run = trailing(on)
         before = np.zeros(len(u)) if start.run_s is None else start.run_s
-        run_s = trailing * w.dt_h * 3600 + np.where(trailing == w.periods, before, 0.0)
+        run_s = run * w.dt_h * 3600 + np.where(run == w.periods, before, 0.0)
         return DrStart(
             a0=x[hd.active[:, -1]],
             z_ub=idle.z_ub,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from simgrid.units.base import (
     periods,
     pick,
     previous,
+    trailing,
 )
 
 
@@ -81,6 +82,7 @@ class GenStart:
     u_lb: np.ndarray  # (G, H): forced on (min up, pending start)
     u_ub: np.ndarray  # (G, H): forced off (min down)
     s_ub: np.ndarray  # (G, H): start allowed (start-up delay)
+    since_s: np.ndarray | None = None  # a planned day: time in state u0 (None: long at rest)
 
 
 @dataclass
@@ -144,9 +146,9 @@ class FastGen(Follower):
         and marginal cost."""
         g, h, dt = len(u), w.periods, w.dt_h
         p = b.add_vars((g, h), 0.0, cap.upper(u.p))
-        on = b.add_vars((g, h), start.u_lb, start.u_ub, integer=w.head)
-        st = b.add_vars((g, h), 0.0, start.s_ub, integer=w.head)
-        stop = b.add_vars((g, h), 0.0, 1.0, integer=w.head)
+        on = b.add_vars((g, h), start.u_lb, start.u_ub, integer=w.committed)
+        st = b.add_vars((g, h), 0.0, start.s_ub, integer=w.committed)
+        stop = b.add_vars((g, h), 0.0, 1.0, integer=w.committed)
         cap.gated(b, p, u.p, on, on=True)
         cap.gated_floor(b, p, u.p_min, on)
         lt = later(h)
@@ -189,16 +191,17 @@ class FastGen(Follower):
         )
 
     def next_start(self, start, x, hd: GenHandles, u, size, w, nxt: GenData, period_s, h):
-        """Output and commitment carried; the history bounds of a relaxed plan are not."""
-        idle = self.idle_start(nxt, period_s, h)
-        return GenStart(
-            p0=x[hd.p[:, -1]],
-            ramp0_s=idle.ramp0_s,
-            u0=x[hd.u[:, -1]],
-            u_lb=idle.u_lb,
-            u_ub=idle.u_ub,
-            s_ub=idle.s_ub,
-        )
+        """Output, commitment and how long each unit has been in it carried (a planned day
+        commits integrally: `Window.commitment`), so that min up and down times bind across
+        blocks as they bind across dispatch calls."""
+        on = x[hd.u] > 0.5
+        same = trailing(on == on[:, -1:])
+        before = np.full(len(u), math.inf) if start.since_s is None else start.since_s
+        unchanged = (same == w.periods) & ((start.u0 > 0.5) == on[:, -1])
+        since = same * w.dt_h * 3600 + np.where(unchanged, before, 0.0)
+        state = GenState(on[:, -1], x[hd.p[:, -1]] * on[:, -1], since, np.full(len(u), np.nan))
+        nxt_start = self.window_start(state, nxt, 0.0, period_s, h, period_s)
+        return replace(nxt_start, since_s=since)
 
     def initial(self, u: GenData) -> GenState:
         g = len(u)

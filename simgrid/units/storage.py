@@ -18,6 +18,7 @@ from simgrid.units.base import (
     Follower,
     Key,
     Module,
+    Regulariser,
     Term,
     Window,
     at_start,
@@ -175,7 +176,7 @@ class Storage(Follower):
         cap.limit(b, [(1.0, e), (1.0, dev_dn)], u.soc_target * u.e - band, h, below=False)
         deg = u.deg_cost[:, COL] * dt
         rest = w.restoration_per_mwh * dt
-        cost = [(deg, pc), (deg, pd), (rest, dev_up), (rest, dev_dn)]
+        cost = [(deg, pc), (deg, pd), Regulariser(rest, dev_up), Regulariser(rest, dev_dn)]
         return StorageHandles(pc, pd, mode, e, dev_up, dev_dn), cost
 
     def injections(self, u: StorageData, hd: StorageHandles):
