@@ -163,6 +163,7 @@ def test_a_started_generator_stays_on_its_minimum_up_time_into_the_next_block(st
     first = FAMILY.next_start(rest, x, hd, u, 1, window, u, period_s, h)
     np.testing.assert_array_equal(first.u_lb[0], np.arange(h) < h - started)
     assert first.u0[0] == 1.0 and first.p0[0] == pytest.approx(0.2)
+    assert first.s_ub.all()  # the delay binds within a block, not at its edge
     # the next block on throughout: it has been on started + 12 periods, past its min up
     x_on = np.zeros(4 * h)
     x_on[ids[1, 0]], x_on[ids[0, 0]] = 1.0, 0.2

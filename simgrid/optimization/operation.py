@@ -12,9 +12,11 @@ dispatcher rations them, not over the day with hindsight. A block sees its hour 
 and down times carried from block to block: a start costs its start cost and the unit's
 minimum output for as long as the plant keeps it on (relaxed, a tenth of a unit would run at
 a tenth of its minimum output, a flexible resource the plant does not have); the other
-binaries (storage's mode, demand response's activation) stay relaxed. A day costs what a run
-pays: the restoration terms that steer the dispatcher (`Regulariser`) are left out, as the
-closed loop's cost leaves them out.
+binaries (storage's mode, demand response's activation) stay relaxed. A start-up delay or a
+DR notice binds from the day's start and within each block, not at a block's edge: the
+dispatcher, rolling every period, decides a start one delay ahead with its lookahead in view.
+A day costs what a run pays: the restoration terms that steer the dispatcher (`Regulariser`)
+are left out, as the closed loop's cost leaves them out.
 
 The chained day is not one optimisation problem: its cost is not convex in the sizes and has
 no valid Benders cut (the slope of a block with its start held fixed misses how a larger unit

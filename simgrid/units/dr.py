@@ -182,7 +182,9 @@ class DemandResponse(Family):
         """Activity and rebound owed carried, the budget left less what the block curtailed,
         and the run time as the plant counts it: every period that curtails at all (a relaxed
         plan's fractional activity would otherwise let a unit curtail part of its block all
-        day, where the plant stops it after `max_duration_s`)."""
+        day, where the plant stops it after `max_duration_s`). The notice does not bind at
+        a block's edge: the dispatcher gives it one notice ahead with its whole lookahead in
+        view (as a generator's start-up delay, simgrid.units.fast_gen)."""
         idle = self.idle_start(nxt, period_s, h)
         used = x[hd.curtail].sum(axis=1) * w.dt_h
         left = np.maximum(start.budget_mwh - used, 0.0)
@@ -192,7 +194,7 @@ class DemandResponse(Family):
         run_s = run * w.dt_h * 3600 + np.where(run == w.periods, before, 0.0)
         return DrStart(
             a0=x[hd.active[:, -1]],
-            z_ub=idle.z_ub,
+            z_ub=np.ones_like(idle.z_ub),
             run_left=_run_left(run_s, nxt.max_on, period_s, h),
             budget=_fraction(left, u.energy * size, start.budget),
             owed0=x[hd.owed[:, -1]],

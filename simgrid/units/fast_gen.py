@@ -193,7 +193,10 @@ class FastGen(Follower):
     def next_start(self, start, x, hd: GenHandles, u, size, w, nxt: GenData, period_s, h):
         """Output, commitment and how long each unit has been in it carried (a planned day
         commits integrally: `Window.commitment`), so that min up and down times bind across
-        blocks as they bind across dispatch calls."""
+        blocks as they bind across dispatch calls. The start-up delay does not bind at a
+        block's edge: the rolling dispatcher decides a start one delay ahead with its whole
+        lookahead in view, so a block's edge is no boundary of what it knows (forbidding
+        starts there would price a blind spot the dispatcher does not have)."""
         on = x[hd.u] > 0.5
         same = trailing(on == on[:, -1:])
         before = np.full(len(u), math.inf) if start.since_s is None else start.since_s
@@ -201,7 +204,7 @@ class FastGen(Follower):
         since = same * w.dt_h * 3600 + np.where(unchanged, before, 0.0)
         state = GenState(on[:, -1], x[hd.p[:, -1]] * on[:, -1], since, np.full(len(u), np.nan))
         nxt_start = self.window_start(state, nxt, 0.0, period_s, h, period_s)
-        return replace(nxt_start, since_s=since)
+        return replace(nxt_start, s_ub=np.ones_like(nxt_start.s_ub), since_s=since)
 
     def initial(self, u: GenData) -> GenState:
         g = len(u)
