@@ -9,7 +9,7 @@
 #
 #   bash benchmarks/worked_example.sh [OUT_DIR] [N_TEST] [WORKERS]   (default results/worked, 30, 2)
 #
-# 40 to 55 minutes on 2 cores with N_TEST = 30 (four plans, then five allocations x 2 x N_TEST
+# About an hour on 2 cores with N_TEST = 30 (four plans, then five allocations x 2 x N_TEST
 # day-long episodes and the planner's recourse on every test day).
 set -euo pipefail
 cd "$(dirname "$0")/.."
