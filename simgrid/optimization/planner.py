@@ -6,8 +6,9 @@ maximums; investment is annualised (capital recovery factor). Second stage, per 
 dispatch model (the very blocks Stage-II dispatches with) over the scenario's shock windows,
 with perfect foresight inside them and each unit's size a first-stage column; the recourse
 cost h_s (VoLL x unserved + imbalance penalty + restoration penalty + operating cost) is scaled
-to a year. (This is the window model; the operation recourse that judges its allocations,
-operation.py, leaves the restoration penalty out: no run pays it.) Objective: investment + the worst-case risk of h (risk.py).
+to a year (this is the window model; the operation recourse that judges its allocations,
+operation.py, leaves the restoration penalty out: no run pays it). Objective: investment + the
+worst-case risk of h (risk.py).
 
 This module is the problem and what its solvers share: the first stage, one builder of a
 scenario's recourse (`define_recourse`), the objective of an allocation (`objective_at`) and
