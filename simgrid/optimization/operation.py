@@ -88,7 +88,7 @@ class ChainedDay:
                 start = replace(idle, units=units)
             model, hd = self._block(k, data, ud, sizes, start)
             res = model.solve(time_limit_s)
-            if not res.termination.has_solution:  # a MILP stopped by its limit: its best
+            if res.termination is not Termination.OPTIMAL:
                 raise RuntimeError(f"a day's recourse block ended {res.termination.value}")
             total += res.objective - self.scale * value_of(hd.regulariser, res.x)
             if k + 1 < len(self.blocks):
