@@ -188,10 +188,13 @@ def lagged(ids: np.ndarray, lag: int, within: np.ndarray) -> Term:
     return (t >= lag) * within * np.ones(ids.shape), ids[..., np.maximum(t - lag, 0)]
 
 
-def trailing(flags: np.ndarray) -> np.ndarray:
-    """Per row of a (U, H) boolean array, how many periods at its end are all True."""
+def held_s(flags: np.ndarray, dt_h: float, before_s: np.ndarray) -> np.ndarray:
+    """Per row of a (U, H) boolean array over a window of periods dt_h, the seconds it has been
+    True at the window's end: its trailing True periods, plus `before_s` (held at the window's
+    start) where the whole window is True."""
     padded = np.concatenate([flags[:, ::-1], np.zeros((len(flags), 1), bool)], axis=1)
-    return np.argmin(padded, axis=1)
+    n = np.argmin(padded, axis=1)
+    return n * dt_h * 3600 + np.where(n == flags.shape[1], before_s, 0.0)
 
 
 def previous(ids: np.ndarray) -> np.ndarray:

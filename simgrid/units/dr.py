@@ -20,13 +20,13 @@ from simgrid.units.base import (
     Window,
     at_start,
     command_after_delay,
+    held_s,
     lagged,
     later,
     period,
     periods,
     pick,
     previous,
-    trailing,
 )
 
 # a plan's period that curtails more than this is active (solver noise below it is not)
@@ -185,16 +185,13 @@ class DemandResponse(Family):
         day, where the plant stops it after `max_duration_s`). The notice does not bind at
         a block's edge: the dispatcher gives it one notice ahead with its whole lookahead in
         view (as a generator's start-up delay, simgrid.units.fast_gen)."""
-        idle = self.idle_start(nxt, period_s, h)
         used = x[hd.curtail].sum(axis=1) * w.dt_h
         left = np.maximum(start.budget_mwh - used, 0.0)
-        on = x[hd.curtail] > _ACTIVE_MW
-        run = trailing(on)
         before = np.zeros(len(u)) if start.run_s is None else start.run_s
-        run_s = run * w.dt_h * 3600 + np.where(run == w.periods, before, 0.0)
+        run_s = held_s(x[hd.curtail] > _ACTIVE_MW, w.dt_h, before)
         return DrStart(
             a0=x[hd.active[:, -1]],
-            z_ub=np.ones_like(idle.z_ub),
+            z_ub=np.ones((len(u), h)),
             run_left=_run_left(run_s, nxt.max_on, period_s, h),
             budget=_fraction(left, u.energy * size, start.budget),
             owed0=x[hd.owed[:, -1]],

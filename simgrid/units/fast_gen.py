@@ -19,13 +19,13 @@ from simgrid.units.base import (
     Window,
     at_start,
     command_after_delay,
+    held_s,
     lagged,
     later,
     period,
     periods,
     pick,
     previous,
-    trailing,
 )
 
 
@@ -198,10 +198,9 @@ class FastGen(Follower):
         lookahead in view, so a block's edge is no boundary of what it knows (forbidding
         starts there would price a blind spot the dispatcher does not have)."""
         on = x[hd.u] > 0.5
-        same = trailing(on == on[:, -1:])
         before = np.full(len(u), math.inf) if start.since_s is None else start.since_s
-        unchanged = (same == w.periods) & ((start.u0 > 0.5) == on[:, -1])
-        since = same * w.dt_h * 3600 + np.where(unchanged, before, 0.0)
+        before = np.where((start.u0 > 0.5) == on[:, -1], before, 0.0)  # in the same state?
+        since = held_s(on == on[:, -1:], w.dt_h, before)
         state = GenState(on[:, -1], x[hd.p[:, -1]] * on[:, -1], since, np.full(len(u), np.nan))
         nxt_start = self.window_start(state, nxt, 0.0, period_s, h, period_s)
         return replace(nxt_start, s_ub=np.ones_like(nxt_start.s_ub), since_s=since)
