@@ -246,7 +246,8 @@ def test_a_chained_block_carries_the_demand_response_run_time():
     np.testing.assert_allclose(first, 0.1, atol=MW_TOL)  # every period, a third of its block
     window = Window(data.dt_h, 12, np.zeros(12, bool), 0.0)
     start = fam.absolute(idle, part, np.ones(1))
-    nxt = fam.next_start(start, res.x, hd.of("dr"), part, np.ones(1), window, part, 300.0, 12)
+    dr_hd = hd.of("dr")
+    nxt = fam.next_start(start, res.x, dr_hd, part, np.ones(1), window, part, 300.0, 12, False)
     assert nxt.run_s == pytest.approx([3600.0])
     res2, hd2 = _solve(data, modules=(dr,), relax=True, start=starting(nxt))
     second = res2.x[hd2.of("dr").curtail[0]]

@@ -160,21 +160,108 @@ def test_a_started_generator_stays_on_its_minimum_up_time_into_the_next_block(st
     x[ids[0, 0, h - started :]] = 0.2
     window = Window(period_s / 3600, h, np.zeros(h, bool), 0.0)
     rest = FAMILY.idle_start(u, period_s, h)
-    first = FAMILY.next_start(rest, x, hd, u, 1, window, u, period_s, h)
+    first = FAMILY.next_start(rest, x, hd, u, 1, window, u, period_s, h, False)
     np.testing.assert_array_equal(first.u_lb[0], np.arange(h) < h - started)
     assert first.u0[0] == 1.0 and first.p0[0] == pytest.approx(0.2)
     assert first.s_ub.all()  # the delay binds within a block, not at its edge
     # the next block on throughout: it has been on started + 12 periods, past its min up
     x_on = np.zeros(4 * h)
     x_on[ids[1, 0]], x_on[ids[0, 0]] = 1.0, 0.2
-    second = FAMILY.next_start(first, x_on, hd, u, 1, window, u, period_s, h)
+    second = FAMILY.next_start(first, x_on, hd, u, 1, window, u, period_s, h, False)
     assert second.since_s[0] == pytest.approx((started + h) * period_s)
     assert not second.u_lb.any()
     # stopped in its last period: it may not start again for its min down
     x_off = x_on.copy()
     x_off[ids[1, 0, -1]], x_off[ids[0, 0, -1]] = 0.0, 0.0
-    third = FAMILY.next_start(second, x_off, hd, u, 1, window, u, period_s, h)
+    third = FAMILY.next_start(second, x_off, hd, u, 1, window, u, period_s, h, False)
     np.testing.assert_array_equal(third.u_ub[0], np.arange(h) >= h - 1)
+
+
+def test_a_day_is_cut_where_an_event_changes_it():
+    """Blocks tile the day in whole periods of at most the lookahead; every instant at which
+    an event changes the system begins a block flagged as news (at the plant's step before
+    it; instants within a step of the last one are the same news), no block has such an
+    instant inside it, and only those blocks are news. Swings are resolved in steps."""
+    from simgrid.optimization.windows import DayBlocks
+    from simgrid.types import Event, EventKind
+
+    ramp = Event(EventKind.RAMP_UP, 37830.5, 7200.0, "a", magnitude_mw=0.3, ramp_s=30.0)
+    surge = Event(EventKind.SURGE, 20000.0, 3600.0, "b", magnitude_mw=0.1, ramp_s=900.0)
+    swing = Event(EventKind.OSCILLATION, 50000.0, 1000.0, "a", magnitude_mw=0.1, period_s=600.0)
+    spans = DayBlocks(3600.0, 300.0, 60.0).spans(86400.0, [ramp, surge, swing])
+    starts = [a for a, *_ in spans]
+    assert starts[0] == 0.0 and spans[-1][1] == 86400.0
+    for (a, b, period, _), nxt in zip(spans, [*starts[1:], 86400.0], strict=True):
+        assert b == nxt and 0.0 < b - a <= 3600.0
+        assert (b - a) / period == pytest.approx(round((b - a) / period))
+        if a < 51000.0 and b > 50000.0:
+            assert period == 60.0
+    # the ramp's instants 30 s apart are one news; the surge ramps over 15 min: two each way
+    news = [20000.0, 20900.0, 24500.0, 25400.0, 37830.5, 45060.5, 50000.0, 51000.0]
+    flagged = [a for a, _, _, fresh in spans if fresh]
+    assert len(flagged) == len(news)
+    for t, a in zip(news, flagged, strict=True):
+        assert t - 60.0 < a <= t
+    for a, b, *_ in spans:
+        assert not any(a + 60.0 <= t < b for t in news)
+
+
+def test_a_start_delay_and_a_notice_bind_at_a_block_that_begins_with_news():
+    """At an edge on the hour the next block may start a generator or activate DR at once
+    (the dispatcher saw it coming with its lookahead); at an event's instant it may not
+    before the delay or notice (the dispatcher learns of a step when it happens)."""
+    from simgrid.units.base import Window
+    from simgrid.units.dr import FAMILY as DR
+    from simgrid.units.dr import DrHandles, DrModule
+    from simgrid.units.fast_gen import FAMILY as GEN
+    from simgrid.units.fast_gen import GenHandles, GenModule
+
+    period_s, h = 300.0, 12
+    window = Window(period_s / 3600, h, np.zeros(h, bool), 0.0)
+    gen = GenModule("g", "fast_gen", 1.0, p_min_mw=0.2, start_delay_s=600.0)
+    u = GEN.data([gen], [0], period_s, h)
+    hd, x = GenHandles(*np.arange(4 * h).reshape(4, 1, h)), np.zeros(4 * h)
+    rest = GEN.idle_start(u, period_s, h)
+    for news, allowed in ((False, np.ones(h)), (True, np.arange(h) >= 2)):
+        nxt = GEN.next_start(rest, x, hd, u, 1, window, u, period_s, h, news)
+        np.testing.assert_array_equal(nxt.s_ub[0], allowed)
+    dr = DrModule("d", "dr", 0.5, notification_s=300.0, energy_mwh=1.0)
+    part = DR.data([dr], [0], period_s, h)
+    hd_dr, x = DrHandles(*np.arange(5 * h).reshape(5, 1, h)), np.zeros(5 * h)
+    idle = DR.absolute(DR.idle_start(part, period_s, h), part, np.ones(1))
+    for news, allowed in ((False, np.ones(h)), (True, np.arange(h) >= 1)):
+        nxt = DR.next_start(idle, x, hd_dr, part, np.ones(1), window, part, period_s, h, news)
+        np.testing.assert_array_equal(nxt.z_ub[0], allowed)
+
+
+def test_no_chained_block_acts_on_an_event_before_it_happens(plans, small_set):  # noqa: F811
+    """In every block that begins with an event, a generator off at its start is not online
+    within its start-up delay and DR not active within its notice: the plan meets the step
+    as the dispatcher does, not with units started ahead of it."""
+    cfg = load_config(plans[0])
+    problem = _problem(cfg, str(small_set), cfg.planning)
+    counts = {"gen-0.5": 1, "dr-campus": 1}
+    for day in range(len(problem.days)):
+        _, recorded, _, first, _ = _day_with(plans, small_set, counts, day=day)
+        names = [m.name for m, _ in first.units]
+        gen = first.units[names.index("gen-0.5")][0]
+        dr = first.units[names.index("dr-campus")][0]
+        blocks = recorded.solved
+        fresh = [k for k in range(1, len(blocks)) if blocks[k][0].news]
+        for k in fresh:
+            data, hd, res = blocks[k]
+            period_s = data.dt_h * 3600
+            g, d = hd.of("fast_gen"), hd.of("dr")
+            prev_hd, prev = blocks[k - 1][1], blocks[k - 1][2]
+            if prev.x[prev_hd.of("fast_gen").u[0, -1]] < 0.5:
+                n = math.ceil(gen.start_delay_s / period_s - 1e-9)
+                assert np.all(res.x[g.u[0, :n]] < 1e-6)
+            if prev.x[prev_hd.of("dr").active[0, -1]] < 1e-6:
+                n = math.ceil(dr.notification_s / period_s - 1e-9)
+                assert np.all(res.x[d.curtail[0, :n]] < 1e-6)
+        if fresh:
+            return
+    pytest.fail("no day of the set has an event")
 
 
 def test_judge_reproduces_the_allocation_file(plans, small_set):  # noqa: F811

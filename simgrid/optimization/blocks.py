@@ -79,6 +79,9 @@ class ScenarioData:
     line_v_pu: np.ndarray | float = 1.0
     # the solution a network model linearises at (its own kind; None: the model's default)
     point: object = None
+    # a planned day's block that begins at an event's instant: nothing in it can have been
+    # decided before its start (start-up delays and notices bind from it; see operation.py)
+    news: bool = False
 
     @property
     def periods(self) -> int:

@@ -7,14 +7,17 @@ what happens outside the shocks costs too. The blocks are solved one after the o
 where the one before ended (units' energy, output and commitment, budgets left, rebound owed,
 the upstream's follow) and the day starts at rest at the targets, as a run does: no block sees
 beyond its lookahead, so storage and demand response are rationed over an hour as the
-dispatcher rations them, not over the day with hindsight. A block sees its hour as it will be
-(the dispatcher forecasts it by persistence). Generators commit integrally, their minimum up
-and down times carried from block to block: a start costs its start cost and the unit's
+dispatcher rations them, not over the day with hindsight. Nor does a block see an event
+coming: a block ends where an event changes the system and the next begins with that news
+(windows.DayBlocks), as the dispatcher, forecasting by persistence, learns of a step when it
+happens; within a block its hour is seen as it will be. Generators commit integrally, their
+minimum up and down times carried from block to block: a start costs its start cost and the unit's
 minimum output for as long as the plant keeps it on (relaxed, a tenth of a unit would run at
 a tenth of its minimum output, a flexible resource the plant does not have); the other
 binaries (storage's mode, demand response's activation) stay relaxed. A start-up delay or a
-DR notice binds from the day's start and within each block, not at a block's edge: the
-dispatcher, rolling every period, decides a start one delay ahead with its lookahead in view.
+DR notice binds from the day's start, within each block and from a block that begins with an
+event, not at a block's edge on the hour: the dispatcher, rolling every period, decides a
+start one delay ahead with its lookahead in view, but only once the event has happened.
 A day costs what a run pays: the restoration terms that steer the dispatcher (`Regulariser`)
 are left out, as the closed loop's cost leaves them out.
 
@@ -131,7 +134,9 @@ def _next_start(x, hd, ud, start, sizes, data: ScenarioData, nxt: ScenarioData, 
     period_s = nxt.dt_h * 3600
     window = Window(data.dt_h, data.periods, np.zeros(data.periods, bool), 0.0)
     units = tuple(
-        f.next_start(st, x, fh, part, sizes[idx], window, part_next, period_s, nxt.periods)
+        f.next_start(
+            st, x, fh, part, sizes[idx], window, part_next, period_s, nxt.periods, nxt.news
+        )
         for f, st, fh, part, idx, part_next in zip(
             FAMILIES, start.units, hd.units, ud.parts, ud.index, ud_next.parts, strict=True
         )

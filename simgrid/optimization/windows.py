@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -194,21 +194,44 @@ def scenario_windows(
 class DayBlocks:
     """How operation recourse cuts a day: blocks of `block_s` (the dispatcher's lookahead) in
     periods of `period_s` (its re-dispatch interval), or of `fine_s` (the plant's step) where
-    an oscillation is live."""
+    an oscillation is live. A block also ends where an event changes the system (its
+    instants, to the plant's step): the next begins with that news, as the dispatcher learns
+    of a step when it happens (it forecasts by persistence), so no block sees an event coming
+    from before it starts. What is left of a period before the news is a block in steps."""
 
     block_s: float
     period_s: float
     fine_s: float
 
-    def spans(self, horizon_s: float, events: Sequence[Event]) -> list[tuple[float, float, float]]:
-        """(start, end, period) of each block of the day."""
-        swings = [(e.start_s, e.end_s) for e in events if e.kind is EventKind.OSCILLATION]
-        out = []
-        for t0 in np.arange(0.0, horizon_s, self.block_s):
-            t1 = min(float(t0) + self.block_s, horizon_s)
-            live = any(a < t1 and b > t0 for a, b in swings)
-            out.append((float(t0), t1, self.fine_s if live else self.period_s))
+    def spans(
+        self, horizon_s: float, events: Sequence[Event]
+    ) -> list[tuple[float, float, float, bool]]:
+        """(start, end, period, whether it begins with news) of each block of the day."""
+        news = []  # instants within a step of the last one are the same news
+        for t in sorted({t for e in events for t in e.instants_s() if 0.0 < t < horizon_s}):
+            if not news or t >= news[-1] + self.fine_s:
+                news.append(t)
+        out, t0, fresh = [], 0.0, False
+        while t0 < horizon_s - 1e-6:
+            fresh = fresh or any(t0 <= t < t0 + self.fine_s for t in news)  # at its first step
+            t1 = min(t0 + self.block_s, horizon_s)
+            cut = next((t for t in news if t0 + self.fine_s <= t < t1), None)
+            if cut is not None:  # to the plant's step before it
+                t1 = t0 + math.floor((cut - t0) / self.fine_s + 1e-9) * self.fine_s
+            period = self._period(t0, t1, events)
+            whole = t0 + math.floor((t1 - t0) / period + 1e-9) * period
+            if whole > t0:
+                out.append((t0, whole, period, fresh))
+            if t1 > whole + 1e-6:  # the rest of a period before the news or the day's end
+                out.append((whole, t1, self.fine_s, fresh and whole == t0))
+            t0, fresh = t1, cut is not None
         return out
+
+    def _period(self, t0: float, t1: float, events: Sequence[Event]) -> float:
+        live = any(
+            e.start_s < t1 and e.end_s > t0 for e in events if e.kind is EventKind.OSCILLATION
+        )
+        return self.fine_s if live else self.period_s
 
 
 def scenario_days(
@@ -216,8 +239,8 @@ def scenario_days(
 ) -> tuple[ScenarioData, ...]:
     """The day's blocks of one scenario, in order."""
     return tuple(
-        window(ctx, events, t0, t1, period)
-        for t0, t1, period in blocks.spans(ctx.horizon_s, events)
+        replace(window(ctx, events, t0, t1, period), news=news)
+        for t0, t1, period, news in blocks.spans(ctx.horizon_s, events)
     )
 
 
@@ -254,5 +277,5 @@ def expected_day(
     plain = DayBlocks(blocks.block_s, blocks.period_s, blocks.period_s)
     return tuple(
         window(ctx, (), t0, t1, period, ai_mw=_mean_ai(ctx, scenarios, probability, t0, t1, period))
-        for t0, t1, period in plain.spans(ctx.horizon_s, ())
+        for t0, t1, period, _ in plain.spans(ctx.horizon_s, ())
     )

@@ -126,7 +126,7 @@ class BackupGen(Follower):
         n = len(u)
         return BackupGenStart(np.zeros(n), np.full(n, period_s), np.ones(n))
 
-    def next_start(self, start, x, hd: BackupGenHandles, u, size, w, nxt, period_s, h):
+    def next_start(self, start, x, hd: BackupGenHandles, u, size, w, nxt, period_s, h, news):
         """Output carried, the run budget left less what the block ran."""
         left = np.maximum(start.budget_mwh - x[hd.p].sum(axis=1) * w.dt_h, 0.0)
         cap = u.energy * size

@@ -287,10 +287,13 @@ class Family(ABC):
         """The window start of units at rest, at their targets, budgets full (Stage-I)."""
 
     @abstractmethod
-    def next_start(self, start, x, handles, data, size, w: Window, nxt, period_s: float, h: int):
+    def next_start(
+        self, start, x, handles, data, size, w: Window, nxt, period_s: float, h: int, news: bool
+    ):
         """The start of the next block of a planned day (operation recourse): where the
         solved block `x` left the units (per module of `size`), within what the next block's
-        data `nxt` (periods of `period_s`, h of them) allows."""
+        data `nxt` (periods of `period_s`, h of them) allows; `news`: the block begins with an
+        event, so what it decides cannot have been decided before (delays bind from its start)."""
 
     def absolute(self, start, data, size: np.ndarray):
         """`start` with what it states per module of a unit (energy, budgets) in MWh for units

@@ -178,20 +178,23 @@ class DemandResponse(Family):
             owed0=np.zeros(d),
         )
 
-    def next_start(self, start: DrStart, x, hd: DrHandles, u: DrData, size, w, nxt, period_s, h):
+    def next_start(
+        self, start: DrStart, x, hd: DrHandles, u: DrData, size, w, nxt, period_s, h, news
+    ):
         """Activity and rebound owed carried, the budget left less what the block curtailed,
         and the run time as the plant counts it: every period that curtails at all (a relaxed
         plan's fractional activity would otherwise let a unit curtail part of its block all
-        day, where the plant stops it after `max_duration_s`). The notice does not bind at
-        a block's edge: the dispatcher gives it one notice ahead with its whole lookahead in
-        view (as a generator's start-up delay, simgrid.units.fast_gen)."""
+        day, where the plant stops it after `max_duration_s`). The notice binds at a block's
+        edge only where the block begins with `news`: elsewhere the dispatcher gives it one
+        notice ahead with its whole lookahead in view (as a generator's start-up delay,
+        simgrid.units.fast_gen)."""
         used = x[hd.curtail].sum(axis=1) * w.dt_h
         left = np.maximum(start.budget_mwh - used, 0.0)
         before = np.zeros(len(u)) if start.run_s is None else start.run_s
         run_s = held_s(x[hd.curtail] > _ACTIVE_MW, w.dt_h, before)
         return DrStart(
             a0=x[hd.active[:, -1]],
-            z_ub=np.ones((len(u), h)),
+            z_ub=self.idle_start(u, period_s, h).z_ub if news else np.ones((len(u), h)),
             run_left=_run_left(run_s, nxt.max_on, period_s, h),
             budget=_fraction(left, u.energy * size, start.budget),
             owed0=x[hd.owed[:, -1]],

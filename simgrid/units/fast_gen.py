@@ -190,20 +190,22 @@ class FastGen(Follower):
             s_ub=s_ub.reshape(g, h),
         )
 
-    def next_start(self, start, x, hd: GenHandles, u, size, w, nxt: GenData, period_s, h):
+    def next_start(self, start, x, hd: GenHandles, u, size, w, nxt: GenData, period_s, h, news):
         """Output, commitment and how long each unit has been in it carried (a planned day
         commits integrally: `Window.commitment`), so that min up and down times bind across
-        blocks as they bind across dispatch calls. The start-up delay does not bind at a
-        block's edge: the rolling dispatcher decides a start one delay ahead with its whole
-        lookahead in view, so a block's edge is no boundary of what it knows (forbidding
-        starts there would price a blind spot the dispatcher does not have)."""
+        blocks as they bind across dispatch calls. The start-up delay binds at a block's edge
+        only where the block begins with `news` (an event the dispatcher learns of when it
+        happens); elsewhere the rolling dispatcher decides a start one delay ahead with its
+        whole lookahead in view, so an edge on the hour is no boundary of what it knows
+        (forbidding starts there would price a blind spot the dispatcher does not have)."""
         on = x[hd.u] > 0.5
         before = np.full(len(u), math.inf) if start.since_s is None else start.since_s
         before = np.where((start.u0 > 0.5) == on[:, -1], before, 0.0)  # in the same state?
         since = held_s(on == on[:, -1:], w.dt_h, before)
         state = GenState(on[:, -1], x[hd.p[:, -1]] * on[:, -1], since, np.full(len(u), np.nan))
         nxt_start = self.window_start(state, nxt, 0.0, period_s, h, period_s)
-        return replace(nxt_start, s_ub=np.ones_like(nxt_start.s_ub), since_s=since)
+        s_ub = nxt_start.s_ub if news else np.ones_like(nxt_start.s_ub)
+        return replace(nxt_start, s_ub=s_ub, since_s=since)
 
     def initial(self, u: GenData) -> GenState:
         g = len(u)

@@ -185,7 +185,9 @@ class Storage(Follower):
     def idle_start(self, u: StorageData, period_s, h) -> StorageStart:
         return StorageStart(u.soc_target.copy())
 
-    def next_start(self, start, x, hd: StorageHandles, u: StorageData, size, w, nxt, period_s, h):
+    def next_start(
+        self, start, x, hd: StorageHandles, u: StorageData, size, w, nxt, period_s, h, news
+    ):
         e = x[hd.e[:, -1]]
         cap = u.e * size
         return StorageStart(np.divide(e, cap, out=u.soc_target.copy(), where=cap > 0), e)
