@@ -142,6 +142,26 @@ def test_a_chained_days_generators_run_as_the_plant_runs_them(plans, small_set):
         assert held_s >= least - 1e-6, (a, b, committed[a], held_s)
 
 
+def test_a_chained_days_demand_response_is_on_or_off(plans, small_set):  # noqa: F811
+    """DR in a planned day as in the plant: active or not in every period (never part-way),
+    curtailing only while active and paying back only while not."""
+    cfg = load_config(plans[0])
+    problem = _problem(cfg, str(small_set), cfg.planning)
+    for day in range(len(problem.days)):
+        _, recorded, *_ = _day_with(plans, small_set, {"dr-campus": 1}, day=day)
+        curtailed = 0.0
+        for _, hd, res in recorded.solved:
+            d = hd.of("dr")
+            active, curtail, payback = res.x[d.active[0]], res.x[d.curtail[0]], res.x[d.payback[0]]
+            np.testing.assert_allclose(active, np.round(active), atol=1e-6)
+            assert np.all(curtail[active < 0.5] <= 1e-6)
+            assert np.all(payback[active > 0.5] <= 1e-6)
+            curtailed += curtail.sum()
+        if curtailed > 1e-3:
+            return
+    pytest.fail("DR curtails on no day of the set")
+
+
 @pytest.mark.parametrize("started", [2, 12])  # periods on at the block's end (of 12)
 def test_a_started_generator_stays_on_its_minimum_up_time_into_the_next_block(started):
     """Min up of 1 h in 5-min periods: a unit started `started` periods before a block's end

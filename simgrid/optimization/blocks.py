@@ -112,8 +112,9 @@ class ModelOptions:
     """`integer_periods`: binaries integral in these first periods, relaxed after (None: all;
     0: none). `discount`: later periods weigh discount^t (Stage-II's guard against
     procrastination under a flat forecast; 1 for Stage-I's actual cost). `commitment`:
-    generators' commitment integral in every period whatever `integer_periods` says (a planned
-    day's, so that a start costs its minimum output and start cost as in the plant)."""
+    generators' commitment and DR's activation integral in every period whatever
+    `integer_periods` says (a planned day's, so that a start costs its minimum output and
+    start cost and DR curtails or pays back as in the plant)."""
 
     integer_periods: int | None = None
     discount: float = 1.0

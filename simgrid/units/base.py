@@ -85,7 +85,8 @@ class Window:
     """What a family's block needs of the window: period length, number of periods, the
     periods whose binaries stay integral (`head`), the price of the restoration terms, and
     whether commitment binaries are integral in every period (`commitment`: a planned day's
-    generators run as the plant runs them, at least their minimum output once started)."""
+    generators and demand response run as the plant runs them: a generator at least at its
+    minimum output once started, a DR unit curtailing or paying back, never both)."""
 
     dt_h: float
     periods: int

@@ -139,8 +139,8 @@ class DemandResponse(Family):
         back later (owed energy carries the restoration weight)."""
         n, h, dt = len(u), w.periods, w.dt_h
         dd = b.add_vars((n, h), 0.0, cap.upper(u.p))
-        active = b.add_vars((n, h), 0.0, 1.0, integer=w.head)
-        activate = b.add_vars((n, h), 0.0, start.z_ub, integer=w.head)
+        active = b.add_vars((n, h), 0.0, 1.0, integer=w.committed)
+        activate = b.add_vars((n, h), 0.0, start.z_ub, integer=w.committed)
         pb = b.add_vars((n, h), 0.0, cap.upper(u.payback))
         owed = b.add_vars((n, h), 0.0, INF)
         cap.gated(b, dd, u.p, active, on=True)
