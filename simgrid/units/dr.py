@@ -168,11 +168,10 @@ class DemandResponse(Family):
         return [(u.bus, hd.curtail, 1.0), (u.bus, hd.payback, -1.0)]
 
     def idle_start(self, u: DrData, period_s, h) -> DrStart:
-        d, t = len(u), np.arange(h)
-        z_ub = np.where(t[None, :] < periods(u.notice_s, period_s)[:, None], 0.0, 1.0)
+        d = len(u)
         return DrStart(
             a0=np.zeros(d),
-            z_ub=z_ub.reshape(d, h),
+            z_ub=_after_notice(u, period_s, h),
             run_left=_run_left(np.zeros(d), u.max_on, period_s, h),
             budget=np.ones(d),
             owed0=np.zeros(d),
@@ -194,7 +193,7 @@ class DemandResponse(Family):
         run_s = held_s(x[hd.curtail] > _ACTIVE_MW, w.dt_h, before)
         return DrStart(
             a0=x[hd.active[:, -1]],
-            z_ub=self.idle_start(u, period_s, h).z_ub if news else np.ones((len(u), h)),
+            z_ub=_after_notice(u, period_s, h) if news else np.ones((len(u), h)),
             run_left=_run_left(run_s, nxt.max_on, period_s, h),
             budget=_fraction(left, u.energy * size, start.budget),
             owed0=x[hd.owed[:, -1]],
@@ -221,9 +220,7 @@ class DemandResponse(Family):
     def window_start(self, state: DrState, u: DrData, t_s, period_s, h, since_s) -> DrStart:
         """Activation bounds from notification delays, notices given and run time; the
         budget left as a fraction of the unit's."""
-        t_idx = np.arange(h)
-        z_ub = np.ones((len(u), h))
-        z_ub[t_idx[None, :] < periods(u.notice_s, period_s)[:, None]] = 0.0
+        z_ub = _after_notice(u, period_s, h)
         ready = ~np.isnan(state.ready_at)
         jr = np.where(ready, periods(np.nan_to_num(state.ready_at) - t_s, period_s), 0)
         for k in np.flatnonzero(ready):
@@ -268,6 +265,11 @@ class DemandResponse(Family):
 
     def cost_per_mwh(self, m: DrModule) -> float:
         return m.cost_per_mwh
+
+
+def _after_notice(u: DrData, period_s: float, h: int) -> np.ndarray:
+    """(D, H) 1 where an activation notified now may start: after each unit's notice."""
+    return (np.arange(h)[None, :] >= periods(u.notice_s, period_s)[:, None]).astype(float)
 
 
 def _run_left(run_s: np.ndarray, max_on: np.ndarray, period_s: float, h: int) -> np.ndarray:
