@@ -226,6 +226,27 @@ def test_a_day_is_cut_where_an_event_changes_it():
         assert not any(a + 60.0 <= t < b for t in news)
 
 
+@pytest.mark.parametrize(("period_s", "fine_s"), [(270.0, 60.0), (300.0, 600.0), (300.0, 45.0)])
+def test_a_cut_day_is_tiled_exactly_whatever_its_periods_and_steps(period_s, fine_s):
+    """A re-dispatch interval that is no whole number of plant steps (or shorter than one):
+    every block is still whole periods, none longer than a step where it is not the
+    interval, and the blocks cover the day once (a block's last period past its end would
+    count that time twice)."""
+    from simgrid.optimization.windows import DayBlocks
+    from simgrid.types import Event, EventKind
+
+    ramp = Event(EventKind.RAMP_UP, 37830.5, 7200.0, "a", magnitude_mw=0.3, ramp_s=30.0)
+    spans = DayBlocks(12 * period_s, period_s, fine_s).spans(86400.0, [ramp])
+    covered = 0.0
+    for span in spans:
+        n = (span.t1_s - span.t0_s) / span.period_s
+        assert n == pytest.approx(round(n)) and round(n) >= 1
+        assert span.period_s in (period_s, fine_s) or span.period_s <= fine_s
+        covered += round(n) * span.period_s
+    assert covered == pytest.approx(86400.0)
+    assert [s.t1_s for s in spans[:-1]] == [s.t0_s for s in spans[1:]]
+
+
 def test_a_start_delay_and_a_notice_bind_at_a_block_that_begins_with_news():
     """At an edge on the hour the next block may start a generator or activate DR at once
     (the dispatcher saw it coming with its lookahead); at an event's instant it may not

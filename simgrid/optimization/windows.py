@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -190,6 +191,16 @@ def scenario_windows(
     )
 
 
+class Span(NamedTuple):
+    """One block of a planned day: [t0_s, t1_s) in periods of period_s, and whether it
+    begins with news (an event happens at its start)."""
+
+    t0_s: float
+    t1_s: float
+    period_s: float
+    news: bool
+
+
 @dataclass(frozen=True)
 class DayBlocks:
     """How operation recourse cuts a day: blocks of `block_s` (the dispatcher's lookahead) in
@@ -197,16 +208,16 @@ class DayBlocks:
     an oscillation is live. A block also ends where an event changes the system (its
     instants, to the plant's step): the next begins with that news, as the dispatcher learns
     of a step when it happens (it forecasts by persistence), so no block sees an event coming
-    from before it starts. What is left of a period before the news is a block in steps."""
+    from before it starts. What is left of a period before the news (or the day's end) is a
+    block of equal periods of at most a step, so every block is whole periods and the blocks
+    tile the day exactly."""
 
     block_s: float
     period_s: float
     fine_s: float
 
-    def spans(
-        self, horizon_s: float, events: Sequence[Event]
-    ) -> list[tuple[float, float, float, bool]]:
-        """(start, end, period, whether it begins with news) of each block of the day."""
+    def spans(self, horizon_s: float, events: Sequence[Event]) -> list[Span]:
+        """Each block of the day, in order."""
         news = []  # instants within a step of the last one are the same news
         for t in sorted({t for e in events for t in e.instants_s() if 0.0 < t < horizon_s}):
             if not news or t >= news[-1] + self.fine_s:
@@ -221,9 +232,11 @@ class DayBlocks:
             period = self._period(t0, t1, events)
             whole = t0 + math.floor((t1 - t0) / period + 1e-9) * period
             if whole > t0:
-                out.append((t0, whole, period, fresh))
-            if t1 > whole + 1e-6:  # the rest of a period before the news or the day's end
-                out.append((whole, t1, self.fine_s, fresh and whole == t0))
+                out.append(Span(t0, whole, period, fresh))
+            rest = t1 - whole
+            if rest > 1e-6:  # of a period before the news or the day's end: in steps
+                step = rest / math.ceil(rest / self.fine_s - 1e-9)
+                out.append(Span(whole, t1, step, fresh and whole == t0))
             t0, fresh = t1, cut is not None
         return out
 
