@@ -11,15 +11,15 @@ dispatcher rations them, not over the day with hindsight. Nor does a block see a
 coming: a block ends where an event changes the system and the next begins with that news
 (windows.DayBlocks), as the dispatcher, forecasting by persistence, learns of a step when it
 happens; within a block its hour is seen as it will be. Generators commit integrally, their
-minimum up and down times carried from block to block: a start costs its start cost and the unit's
-minimum output for as long as the plant keeps it on (relaxed, a tenth of a unit would run at
-a tenth of its minimum output, a flexible resource the plant does not have); demand
+minimum up and down times carried from block to block: a start costs its start cost and the
+unit's minimum output for as long as the plant keeps it on (relaxed, a tenth of a unit would
+run at a tenth of its minimum output, a flexible resource the plant does not have); demand
 response's activation is integral too (relaxed, a unit curtailed part-way for hours while
-paying back, and spent its day's budget on ramps a generator meets for less); storage's
-mode stays relaxed. A start-up delay or a
-DR notice binds from the day's start, within each block and from a block that begins with an
-event, not at a block's edge on the hour: the dispatcher, rolling every period, decides a
-start one delay ahead with its lookahead in view, but only once the event has happened.
+paying back, and spent its day's budget on ramps a generator meets for less); storage's mode
+stays relaxed. A start-up delay or a DR notice binds from the day's start, within each block
+and from a block that begins with an event, not at a block's edge on the hour: the
+dispatcher, rolling every period, decides a start one delay ahead with its lookahead in view,
+but only once the event has happened.
 A day costs what a run pays: the restoration terms that steer the dispatcher (`Regulariser`)
 are left out, as the closed loop's cost leaves them out.
 
