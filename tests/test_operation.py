@@ -318,6 +318,7 @@ def test_judge_reproduces_the_allocation_file(plans, small_set):  # noqa: F811
         np.testing.assert_allclose(r.recourse, ds["recourse_cost"].to_numpy(), rtol=REL)
 
 
+@pytest.mark.slow  # two more plans of the small set (one solves the deterministic plan again)
 def test_the_vss_reused_from_a_file_equals_the_vss_solved(plans, small_set, capsys):  # noqa: F811
     cfg_path, det, saa = plans
     solved = saa.parent / "solved.nc"
