@@ -225,6 +225,12 @@ def period(plan: np.ndarray, k: int) -> np.ndarray:
     return np.take(plan, min(k, plan.shape[1] - 1), axis=1)
 
 
+def after_delay(delay_s, period_s: float, h: int) -> np.ndarray:
+    """(N, H) 1 where a command given now may take effect: from each unit's delay (a
+    generator's start-up, a DR notice) on, in periods of period_s."""
+    return (np.arange(h)[None, :] >= periods(delay_s, period_s)[:, None]).astype(float)
+
+
 def command_after_delay(
     on: np.ndarray,
     pending_at: np.ndarray,

@@ -18,6 +18,7 @@ from simgrid.units.base import (
     Module,
     Regulariser,
     Window,
+    after_delay,
     at_start,
     command_after_delay,
     held_s,
@@ -171,7 +172,7 @@ class DemandResponse(Family):
         d = len(u)
         return DrStart(
             a0=np.zeros(d),
-            z_ub=_after_notice(u, period_s, h),
+            z_ub=after_delay(u.notice_s, period_s, h),
             run_left=_run_left(np.zeros(d), u.max_on, period_s, h),
             budget=np.ones(d),
             owed0=np.zeros(d),
@@ -193,7 +194,7 @@ class DemandResponse(Family):
         run_s = held_s(x[hd.curtail] > _ACTIVE_MW, w.dt_h, before)
         return DrStart(
             a0=x[hd.active[:, -1]],
-            z_ub=_after_notice(u, period_s, h) if news else np.ones((len(u), h)),
+            z_ub=after_delay(u.notice_s, period_s, h) if news else np.ones((len(u), h)),
             run_left=_run_left(run_s, nxt.max_on, period_s, h),
             budget=_fraction(left, u.energy * size, start.budget),
             owed0=x[hd.owed[:, -1]],
@@ -220,7 +221,7 @@ class DemandResponse(Family):
     def window_start(self, state: DrState, u: DrData, t_s, period_s, h, since_s) -> DrStart:
         """Activation bounds from notification delays, notices given and run time; the
         budget left as a fraction of the unit's."""
-        z_ub = _after_notice(u, period_s, h)
+        z_ub = after_delay(u.notice_s, period_s, h)
         ready = ~np.isnan(state.ready_at)
         jr = np.where(ready, periods(np.nan_to_num(state.ready_at) - t_s, period_s), 0)
         for k in np.flatnonzero(ready):
@@ -265,11 +266,6 @@ class DemandResponse(Family):
 
     def cost_per_mwh(self, m: DrModule) -> float:
         return m.cost_per_mwh
-
-
-def _after_notice(u: DrData, period_s: float, h: int) -> np.ndarray:
-    """(D, H) 1 where an activation notified now may start: after each unit's notice."""
-    return (np.arange(h)[None, :] >= periods(u.notice_s, period_s)[:, None]).astype(float)
 
 
 def _run_left(run_s: np.ndarray, max_on: np.ndarray, period_s: float, h: int) -> np.ndarray:

@@ -17,6 +17,7 @@ from simgrid.units.base import (
     Key,
     Module,
     Window,
+    after_delay,
     at_start,
     command_after_delay,
     held_s,
@@ -179,15 +180,14 @@ class FastGen(Follower):
         return [(u.bus, hd.p, 1.0)]
 
     def idle_start(self, u: GenData, period_s, h) -> GenStart:
-        g, t = len(u), np.arange(h)
-        s_ub = np.where(t[None, :] < periods(u.delay_s, period_s)[:, None], 0.0, 1.0)
+        g = len(u)
         return GenStart(
             p0=np.zeros(g),
             ramp0_s=np.full(g, period_s),
             u0=np.zeros(g),
             u_lb=np.zeros((g, h)),
             u_ub=np.ones((g, h)),
-            s_ub=s_ub.reshape(g, h),
+            s_ub=after_delay(u.delay_s, period_s, h),
         )
 
     def next_start(self, start, x, hd: GenHandles, u, size, w, nxt: GenData, period_s, h, news):
@@ -223,12 +223,12 @@ class FastGen(Follower):
     def window_start(self, state: GenState, u: GenData, t_s, period_s, h, since_s) -> GenStart:
         """Commitment bounds from min up/down, start-up delay and pending starts."""
         g, t_idx = len(u), np.arange(h)
-        u_lb, u_ub, s_ub = np.zeros((g, h)), np.ones((g, h)), np.ones((g, h))
+        u_lb, u_ub = np.zeros((g, h)), np.ones((g, h))
+        s_ub = after_delay(u.delay_s, period_s, h)
         up_left = np.where(state.on, periods(u.up * period_s - state.since_s, period_s), 0)
         down_left = np.where(~state.on, periods(u.down * period_s - state.since_s, period_s), 0)
         u_lb[t_idx[None, :] < up_left[:, None]] = 1.0
         u_ub[t_idx[None, :] < down_left[:, None]] = 0.0
-        s_ub[t_idx[None, :] < periods(u.delay_s, period_s)[:, None]] = 0.0
         pending = ~np.isnan(state.online_at)
         j = np.where(pending, periods(np.nan_to_num(state.online_at) - t_s, period_s), 0)
         for k in np.flatnonzero(pending):
